@@ -1,0 +1,41 @@
+"""The `rms` command: run the daemon, report its status, drive the lab."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rms import __version__
+from rms.cli import run as run_cmd
+from rms.cli import status as status_cmd
+from rms.lab import cli as lab_cmd
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1
+EXIT_MISUSE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `rms` command line; each subcommand registers its own parser."""
+    parser = argparse.ArgumentParser(
+        prog="rms", description="True Cloud Resource Management Service"
+    )
+    parser.add_argument("--version", action="version", version=f"rms {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run_cmd.register(sub)
+    status_cmd.register(sub)
+    lab_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `rms` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        return EXIT_MISUSE
+    code: int = handler(args)
+    return code

@@ -1,0 +1,12 @@
+"""`rms status` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add `rms status` to the command line."""
+    parser: argparse.ArgumentParser = sub.add_parser("status")
+    parser.set_defaults(handler=lambda args: 2)

@@ -1,0 +1,1 @@
+"""The lab: the internet on one machine, one network and mount namespace per node."""
