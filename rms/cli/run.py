@@ -1,12 +1,59 @@
-"""`rms run` (being written)."""
+"""`rms run`: start the node agent in the foreground."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
+
+from rms.config import Config, ConfigError, load_config
+from rms.control.server import ControlSocketError
+from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
+from rms.identity import IdentityError, load_or_create
+from rms.logs import configure_logging
 
 
 def register(sub: Any) -> None:
     """Add `rms run` to the command line."""
-    parser: argparse.ArgumentParser = sub.add_parser("run")
-    parser.set_defaults(handler=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run", help="run the node agent in the foreground"
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file (default /etc/rms/rms.toml)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Load the config and identity, then run the daemon until it is told to stop."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"rms: {e}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.format, config.log.level)
+    try:
+        run_daemon(config)
+    except (IdentityError, DaemonError, ControlSocketError) as e:
+        print(f"rms: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_daemon(config: Config) -> None:
+    """Run one daemon with this config, holding the state directory's lock."""
+    prepare_state_dir(config.node.state_dir)
+    with StateDirLock(config.node.state_dir):
+        identity = load_or_create(config.node.state_dir)
+        _run(Daemon(config, identity).run())
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Use uvloop when it is installed, plain asyncio otherwise."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -1,0 +1,58 @@
+"""The common front of the other services' commands (vpn-discovery, volume-provider, cfs).
+
+They are separate processes that talk to the local RMS through its control API; this module
+gives each the same `--version` and `check` (is the local RMS up, and which node is it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rms import __version__
+from rms.control.client import ControlClient, ControlError, DaemonUnavailable
+
+DEFAULT_SOCKET = Path("/run/rms/control.sock")
+Register = Callable[[Any], None]
+
+
+def build_parser(
+    prog: str, description: str, extra: Sequence[Register] = ()
+) -> argparse.ArgumentParser:
+    """A service's parser with `--version`, `check`, and the service's own subcommands."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser("check", help="check that the local RMS answers on its control API")
+    check.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help="RMS control socket")
+    check.set_defaults(handler=lambda args: check_rms(prog, args.socket))
+    for register in extra:
+        register(sub)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse and dispatch; 2 on misuse as every True Cloud command."""
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    code: int = handler(args)
+    return code
+
+
+def check_rms(prog: str, socket: Path) -> int:
+    """Print the local node's id and state; exit 1 when the RMS is down or unhealthy."""
+    try:
+        status = asyncio.run(ControlClient(socket).status())
+    except (DaemonUnavailable, ControlError) as e:
+        print(f"{prog}: local RMS unavailable: {e}", file=sys.stderr)
+        return 1
+    state = status.get("state")
+    print(f"{prog}: local RMS node {status.get('node_id')} is {state}")
+    return 0 if state == "running" else 1

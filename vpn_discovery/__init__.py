@@ -1,0 +1,1 @@
+"""True Cloud management VPN discovery feed (RSS of signed VPN records)."""
