@@ -8,9 +8,9 @@ import datetime
 import fcntl
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
@@ -21,7 +21,7 @@ from rms.control.server import ControlServer, create_app
 from rms.identity import NodeIdentity
 from rms.status import NodeState, StatusBoard
 
-Service = Callable[[], Awaitable[None]]
+Service = Callable[[], Coroutine[Any, Any, None]]
 
 
 class DaemonError(Exception):

@@ -18,24 +18,30 @@ import pytest
 class RunningDaemon:
     proc: subprocess.Popen[bytes]
     state_dir: Path
-    socket: Path
+    socket_path: Path
     notify: socket.socket
     env: dict[str, str]
 
-    def rms(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    def rms(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the `rms` CLI against this daemon."""
-        return subprocess.run(
-            [sys.executable, "-m", "rms", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return rms_cli(*args, env=self.env)
 
     def next_notification(self, timeout: float = 20) -> str:
         self.notify.settimeout(timeout)
-        return self.notify.recv(4096).decode()
+        data: bytes = self.notify.recv(4096)
+        return data.decode()
+
+
+def rms_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `rms` command line to completion and capture what it says."""
+    return subprocess.run(
+        [sys.executable, "-m", "rms", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def daemon_env(state_dir: Path, sock: Path, notify_path: Path | None = None) -> dict[str, str]:

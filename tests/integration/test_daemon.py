@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from rms.identity import load_or_create
@@ -14,6 +12,7 @@ from tests.integration.conftest import (
     RunningDaemon,
     daemon_env,
     launch,
+    rms_cli,
     start_daemon,
     stop_daemon,
 )
@@ -51,16 +50,16 @@ def test_key_file_is_private(daemon: RunningDaemon) -> None:
 
 
 def test_control_socket_is_not_world_reachable(daemon: RunningDaemon) -> None:
-    mode = daemon.socket.stat().st_mode & 0o777
+    mode = daemon.socket_path.stat().st_mode & 0o777
     assert mode & 0o007 == 0
-    assert daemon.socket.parent.stat().st_mode & 0o007 == 0
+    assert daemon.socket_path.parent.stat().st_mode & 0o007 == 0
 
 
 def test_sigterm_stops_in_order(daemon: RunningDaemon) -> None:
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
     assert daemon.next_notification(5).startswith("STOPPING=1")
-    assert not daemon.socket.exists()
+    assert not daemon.socket_path.exists()
     down = daemon.rms("status")
     assert down.returncode == 1
     assert "daemon not running" in down.stderr
@@ -72,29 +71,15 @@ def test_sigint_stops_too(daemon: RunningDaemon) -> None:
 
 
 def test_second_daemon_on_the_same_state_dir_is_refused(daemon: RunningDaemon) -> None:
-    env = dict(daemon.env, RMS_CONTROL_SOCKET=str(daemon.socket.parent / "other.sock"))
-    result = subprocess.run(
-        [sys.executable, "-m", "rms", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    env = dict(daemon.env, RMS_CONTROL_SOCKET=str(daemon.socket_path.parent / "other.sock"))
+    result = rms_cli("run", env=env)
     assert result.returncode == 1
     assert "another rms is running" in result.stderr
 
 
 def test_second_daemon_on_the_same_socket_is_refused(daemon: RunningDaemon, tmp_path: Path) -> None:
     env = dict(daemon.env, RMS_NODE_STATE_DIR=str(tmp_path / "other-state"))
-    result = subprocess.run(
-        [sys.executable, "-m", "rms", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = rms_cli("run", env=env)
     assert result.returncode == 1
     assert "already listening" in result.stderr
     assert daemon.rms("status").returncode == 0
@@ -104,7 +89,7 @@ def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
     first = start_daemon(tmp_path)
     first.proc.kill()
     first.proc.wait()
-    assert first.socket.exists()
+    assert first.socket_path.exists()
     again = launch(first.env, first.notify)
     try:
         assert again.rms("status").returncode == 0
@@ -119,14 +104,7 @@ def test_corrupt_key_stops_the_daemon_and_is_kept(tmp_path: Path) -> None:
     key.write_bytes(b"\x00" * 40)
     key.chmod(0o600)
     env = daemon_env(state, tmp_path / "ctl.sock")
-    result = subprocess.run(
-        [sys.executable, "-m", "rms", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = rms_cli("run", env=env)
     assert result.returncode == 1
     assert "node.key" in result.stderr
     assert key.read_bytes() == b"\x00" * 40
@@ -136,27 +114,13 @@ def test_corrupt_key_stops_the_daemon_and_is_kept(tmp_path: Path) -> None:
 def test_bad_config_is_misuse(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[node]\nstate_dir = 3\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "rms", "run", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = rms_cli("run", "--config", str(bad))
     assert result.returncode == 2
     assert "state_dir" in result.stderr
 
 
 def test_cli_misuse_and_version() -> None:
-    def rms(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rms", *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-
+    rms = rms_cli
     assert rms("--version").stdout.startswith("rms ")
     assert rms().returncode == 2
     assert rms("status", "--bogus").returncode == 2

@@ -1,0 +1,159 @@
+"""Entering nodes and asking them how they are, through each daemon's control socket.
+
+A node's daemon listens on /run/rms/control.sock inside its own mount namespace; the host
+reaches the same socket as /proc/<pid>/root/run/rms/control.sock, so every node is asked at
+once from one process with the control API client, the very call `rms status` makes inside
+the node. (Running `rms status` in every node instead costs one Python start per node per
+poll, which made a 30-node `up` CPU-bound.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rms.config import ControlSection
+from rms.control.client import ControlClient, ControlError, DaemonUnavailable
+from rms.lab.layout import LabPaths
+from rms.lab.netns import NetnsDriver
+from rms.lab.procs import PROC, in_namespace, ns_id
+from rms.lab.state import NodeRecord
+
+RUNNING = "running"
+QUERY_TIMEOUT_S = 10.0
+ID_SHOWN = 16
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node as `rms lab status` reports it."""
+
+    name: str
+    netns: str
+    address: str
+    address6: str
+    pid: int | None
+    alive: bool
+    state: str
+    node_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The node as a JSON object."""
+        return {
+            "name": self.name,
+            "namespace": self.netns,
+            "address": self.address,
+            "address6": self.address6,
+            "pid": self.pid,
+            "alive": self.alive,
+            "state": self.state,
+            "node_id": self.node_id,
+        }
+
+
+def enter_argv(paths: LabPaths, node: str, netns: NetnsDriver, wd: Path = Path("/")) -> list[str]:
+    """The nsenter prefix that runs a command in a node's network and mount namespaces."""
+    # Not `ip netns exec`: it would add a private mount namespace of its own (PLATFORM.md).
+    net, mnt = netns.path(paths.netns(node)), paths.mnt_file(node)
+    return ["nsenter", f"--net={net}", f"--mount={mnt}", f"--wd={wd}", "--"]
+
+
+def rms_argv(*args: str) -> list[str]:
+    """`rms …` with the interpreter running now, so a node uses the same installation."""
+    return [sys.executable, "-m", "rms", *args]
+
+
+def control_socket(pid: int) -> Path:
+    """A node daemon's control socket as the host reaches it, through the daemon's root."""
+    inside = ControlSection().socket
+    return PROC / str(pid) / "root" / inside.relative_to(inside.anchor)
+
+
+def interpret(answer: dict[str, Any]) -> tuple[str, str | None]:
+    """(state, node_id) from a status answer; a missing state is "unknown"."""
+    node_id = answer.get("node_id")
+    return str(answer.get("state", "unknown")), None if node_id is None else str(node_id)
+
+
+async def ask(client: ControlClient | None) -> tuple[str, str | None]:
+    """Ask one daemon for its (state, node_id); "down" when there is none or it is silent."""
+    if client is None:
+        return "down", None
+    try:
+        answer = await client.status()
+    except DaemonUnavailable:
+        return "down", None
+    except ControlError:
+        return "error", None
+    return interpret(answer)
+
+
+async def _ask_all(clients: Sequence[ControlClient | None]) -> list[tuple[str, str | None]]:
+    return list(await asyncio.gather(*(ask(c) for c in clients)))
+
+
+def live_pid(paths: LabPaths, node: NodeRecord, netns: NetnsDriver) -> int | None:
+    """The node's rms pid if that process is alive and still in the node (pids get reused)."""
+    pid = node.pids.get("rms")
+    space = ns_id(netns.path(paths.netns(node.name)))
+    return pid if pid is not None and in_namespace(pid, space) else None
+
+
+def query(
+    paths: LabPaths, nodes: Sequence[NodeRecord], netns: NetnsDriver, timeout: float
+) -> list[tuple[str, str | None]]:
+    """Ask every node at once for (state, node_id), each within timeout seconds."""
+    pids = [live_pid(paths, n, netns) for n in nodes]
+    clients = [None if p is None else ControlClient(control_socket(p), timeout) for p in pids]
+    return asyncio.run(_ask_all(clients))
+
+
+def node_statuses(
+    paths: LabPaths, nodes: Sequence[NodeRecord], netns: NetnsDriver
+) -> list[NodeStatus]:
+    """The full status of every node: process liveness and what the node says."""
+    answers = query(paths, nodes, netns, QUERY_TIMEOUT_S)
+    return [
+        _status(paths, node, answer, netns) for node, answer in zip(nodes, answers, strict=True)
+    ]
+
+
+def _status(
+    paths: LabPaths, node: NodeRecord, answer: tuple[str, str | None], netns: NetnsDriver
+) -> NodeStatus:
+    state, node_id = answer
+    alive = live_pid(paths, node, netns) is not None
+    pid = node.pids.get("rms")
+    return NodeStatus(
+        node.name, node.netns, node.address, node.address6, pid, alive, state, node_id
+    )
+
+
+def all_running(statuses: Sequence[NodeStatus]) -> bool:
+    """Whether the lab is healthy: every node's process alive and its rms running."""
+    return bool(statuses) and all(s.alive and s.state == RUNNING for s in statuses)
+
+
+def render_table(statuses: Sequence[NodeStatus]) -> str:
+    """The nodes as an aligned table."""
+    head = ("NODE", "NAMESPACE", "ADDRESS", "PID", "ALIVE", "STATE", "NODE_ID")
+    rows = [head] + [
+        (
+            s.name,
+            s.netns,
+            s.address,
+            "-" if s.pid is None else str(s.pid),
+            "yes" if s.alive else "no",
+            s.state,
+            (s.node_id or "-")[:ID_SHOWN],
+        )
+        for s in statuses
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

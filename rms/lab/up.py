@@ -1,0 +1,270 @@
+"""Build a lab: the internet namespace and bridge, then each node, then wait until all run.
+
+Whatever happens during `up` (a failing tool, a node that never comes up, Ctrl-C, SIGTERM),
+everything made so far is torn down before `up` returns; a lab left by a killed `up` is
+cleaned by the next `up` or `down`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from rms.lab.down import Leftovers, find_leftovers, teardown
+from rms.lab.layout import BRIDGE, NET4, LabPaths, NodePlan, name_option
+from rms.lab.mounts import MountDriver
+from rms.lab.netns import NetnsDriver
+from rms.lab.procs import exit_status, spawn_detached
+from rms.lab.state import BUILDING, UP, LabLock, LabRecord, NodeRecord, load, save
+from rms.lab.status import RUNNING, enter_argv, query, rms_argv
+from rms.lab.system import LabError, node_environ, tool_path
+
+READY_TIMEOUT_S = 30.0
+POLL_S = 0.2
+QUERY_TIMEOUT_S = 5.0
+LOG_TAIL_LINES = 12
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Program:
+    """A process every node runs; later issues add wireguard-go, tgtd, zfs-fuse…"""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def node_programs() -> list[Program]:
+    """The programs started in every node, in start order."""
+    return [Program("rms", tuple(rms_argv("run")))]
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab and the drivers that change the machine for it."""
+
+    paths: LabPaths
+    netns: NetnsDriver
+    mounts: MountDriver
+    say: Say
+
+
+def ready_timeout(count: int) -> float:
+    """The default wait for readiness: every daemon starts a Python, and there are 2 cores."""
+    return READY_TIMEOUT_S + count
+
+
+def up(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
+    """Build the lab with count nodes and wait until each reports running."""
+    plan = lab.paths.plan(count)
+    timeout = ready_timeout(count) if timeout is None else timeout
+    with LabLock(lab.paths.lock_file, lab.paths.name) as lock:
+        clear_stale(lab)
+        try:
+            with interrupt_on_term():
+                return build(lab, plan, timeout)
+        except LabError as e:
+            raise LabError(f"{e}\n{undo(lab, lock)}") from e
+        except BaseException:
+            lab.say(undo(lab, lock))
+            raise
+
+
+def clear_stale(lab: Lab) -> None:
+    """Refuse if the lab is up; clean what an interrupted run left behind, saying so."""
+    left = find_leftovers(lab.paths, lab.netns)
+    if left.empty:
+        return
+    record = _readable_record(lab)
+    if record is not None and record.phase == UP and _complete(lab, record, left):
+        opt = name_option(lab.paths)
+        raise LabError(
+            f"lab {lab.paths.name} is already up with {len(record.nodes)} nodes; "
+            f"see `rms lab status{opt}`, or run `rms lab down{opt}` first"
+        )
+    lab.say(f"lab {lab.paths.name}: found {left.describe()} left behind; cleaning up first")
+    done = teardown(lab.paths, lab.netns, lab.mounts)
+    if done.problems:
+        raise LabError("could not clean the old lab: " + "; ".join(done.problems))
+    lab.say(f"lab {lab.paths.name}: old lab removed ({done.describe()})")
+
+
+def _readable_record(lab: Lab) -> LabRecord | None:
+    """The state record, or None when it is missing or damaged (a stale lab either way)."""
+    try:
+        return load(lab.paths.state_file)
+    except LabError:
+        return None
+
+
+def _complete(lab: Lab, record: LabRecord, left: Leftovers) -> bool:
+    """Whether every namespace the record names still exists."""
+    wanted = {lab.paths.inet_netns} | {n.netns for n in record.nodes}
+    return wanted <= set(left.netns)
+
+
+def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
+    """Make the internet, every node, then wait for them; returns the final record."""
+    started = time.monotonic()
+    paths = lab.paths
+    lab.say(
+        f"lab {paths.name}: building {len(plan)} nodes on {NET4} "
+        f"(bridge {BRIDGE} in netns {paths.inet_netns})"
+    )
+    record = LabRecord(paths.name, BUILDING, (), time.time())
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    save(paths.state_file, record)
+    lab.mounts.make_private_dir(paths.mnt_dir)
+    lab.netns.add(paths.inet_netns)
+    lab.netns.add_bridge(paths.inet_netns)
+    for node in plan:
+        record = record.with_node(build_node(lab, node))
+        save(paths.state_file, record)
+        pid = record.nodes[-1].pids["rms"]
+        lab.say(f"[{node.index}/{len(plan)}] {node.name} {node.address.ip} started (pid {pid})")
+    wait_ready(lab, record, timeout)
+    record = LabRecord(record.lab, UP, record.nodes, record.created)
+    save(paths.state_file, record)
+    lab.say(
+        f"lab {paths.name} is up: {len(plan)} nodes running, built in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    lab.say(next_steps(lab))
+    return record
+
+
+def build_node(lab: Lab, node: NodePlan) -> NodeRecord:
+    """Make one node's namespaces, links and state, and start its programs."""
+    paths = lab.paths
+    lab.netns.add(node.netns)
+    lab.netns.connect(paths.inet_netns, node)
+    state_dir = paths.node_state_dir(node.name)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lab.mounts.create_node_namespace(
+        paths.mnt_file(node.name), lab.netns.path(node.netns), state_dir
+    )
+    pids = {p.name: start_program(lab, node.name, p) for p in node_programs()}
+    return NodeRecord(node.name, node.netns, str(node.address.ip), str(node.address6.ip), pids)
+
+
+def start_program(lab: Lab, node: str, program: Program) -> int:
+    """Start one program inside a node, detached, logging to the node's log directory."""
+    argv = enter_argv(lab.paths, node, lab.netns)
+    argv[0] = tool_path(argv[0])
+    env = node_environ(os.environ, strip_rms=True)
+    return spawn_detached([*argv, *program.argv], lab.paths.node_log(node, program.name), env)
+
+
+def wait_ready(lab: Lab, record: LabRecord, timeout: float) -> None:
+    """Wait until every node reports running; fail early when a program exits."""
+    total, deadline = len(record.nodes), time.monotonic() + timeout
+    lab.say(f"waiting up to {timeout:g} s for every node to report running")
+    states = {n.name: "not asked yet" for n in record.nodes}
+    pending = list(record.nodes)
+    while pending:
+        _check_alive(lab, pending)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LabError(_not_ready(lab, pending, states, timeout))
+        answers = query(lab.paths, pending, lab.netns, min(QUERY_TIMEOUT_S, left))
+        for node, (state, node_id) in zip(list(pending), answers, strict=True):
+            states[node.name] = state
+            if state == RUNNING:
+                pending.remove(node)
+                shown = (node_id or "?")[:16]
+                lab.say(f"[{total - len(pending)}/{total}] {node.name} running, node_id {shown}")
+        if pending:
+            time.sleep(POLL_S)
+
+
+def _check_alive(lab: Lab, nodes: Sequence[NodeRecord]) -> None:
+    for node in nodes:
+        for program, pid in node.pids.items():
+            code = exit_status(pid)
+            if code is not None:
+                raise LabError(
+                    f"{node.name}: `{program}` exited with code {code} before it was ready\n"
+                    + log_tail(lab, node.name, program)
+                )
+
+
+def _not_ready(
+    lab: Lab, pending: Sequence[NodeRecord], states: dict[str, str], timeout: float
+) -> str:
+    names = ", ".join(f"{n.name} ({states[n.name]})" for n in pending)
+    tails = "\n".join(log_tail(lab, n.name, "rms") for n in pending[:3])
+    return f"not running after {timeout:g} s: {names}\n{tails}"
+
+
+def log_tail(lab: Lab, node: str, program: str) -> str:
+    """The last lines of a node program's log, indented, to show with an error."""
+    log = lab.paths.node_log(node, program)
+    try:
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    except OSError:
+        return f"  (no log at {log})"
+    shown = "\n".join(f"  | {line}" for line in lines) or "  | (empty)"
+    return f"  last lines of {log}:\n{shown}"
+
+
+def undo(lab: Lab, lock: LabLock) -> str:
+    """Tear down what a failed or interrupted `up` made; a second Ctrl-C cannot stop it."""
+    name = lab.paths.name
+    lab.say(f"lab {name}: removing what was made")
+    with ignore_interrupts():
+        done = teardown(lab.paths, lab.netns, lab.mounts)
+    if done.problems:
+        problems = "; ".join(done.problems)
+        return f"lab {name} was not built and teardown left something: {problems}"
+    lock.remove()
+    lab.say(f"lab {name}: removed ({done.describe()})")
+    return f"lab {name} was not built; nothing was left behind"
+
+
+def next_steps(lab: Lab) -> str:
+    """What a person can do with the lab now."""
+    opt = name_option(lab.paths)
+    rows = [
+        (f"rms lab status{opt}", "list the nodes and their state"),
+        (f"rms lab exec{opt} node1 -- rms status", "run a command inside node1"),
+        (f"rms lab down{opt}", "stop and remove everything"),
+    ]
+    width = max(len(c) for c, _ in rows)
+    return "next:\n" + "\n".join(f"  {c.ljust(width)}   {why}" for c, why in rows)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def interrupt_on_term() -> Iterator[None]:
+    """Treat SIGINT and SIGTERM as Ctrl-C while building, so both tear down what was made.
+
+    SIGINT too, because a shell starts background jobs with SIGINT ignored, and an `up`
+    interrupted there must still clean up.
+    """
+    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def ignore_interrupts() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP for the duration (teardown must finish)."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
