@@ -8,11 +8,14 @@ cleaned by the next `up` or `down`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from rms.lab.down import Leftovers, find_leftovers, teardown
@@ -227,13 +230,26 @@ def undo(lab: Lab, lock: LabLock) -> str:
     return f"lab {name} was not built; nothing was left behind"
 
 
+def rms_invocation() -> str:
+    """`rms` when the PATH finds this very program, else the path it was started by."""
+    started = Path(sys.argv[0])
+    found = shutil.which("rms")
+    if started.name != "rms" or (found and Path(found).resolve() == started.resolve()):
+        return "rms"
+    try:
+        return str(started.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(started)
+
+
 def next_steps(lab: Lab) -> str:
-    """What a person can do with the lab now."""
+    """What a person can do with the lab now, spelled so that it runs from here."""
     opt = name_option(lab.paths)
+    rms = rms_invocation()
     rows = [
-        (f"rms lab status{opt}", "list the nodes and their state"),
-        (f"rms lab exec{opt} node1 -- rms status", "run a command inside node1"),
-        (f"rms lab down{opt}", "stop and remove everything"),
+        (f"{rms} lab status{opt}", "list the nodes and their state"),
+        (f"{rms} lab exec{opt} node1 -- rms status", "run a command inside node1"),
+        (f"{rms} lab down{opt}", "stop and remove everything"),
     ]
     width = max(len(c) for c, _ in rows)
     return "next:\n" + "\n".join(f"  {c.ljust(width)}   {why}" for c, why in rows)
