@@ -1,0 +1,49 @@
+"""Cloud-wide constants in one place (DESIGN.md: "one signed policy document").
+
+Every node must agree on these, so they are not configuration: the values here are the
+defaults of the policy document, which the entitlement issue turns into a document signed by
+the cloud's policy keys and verified by every node. Until then every node uses `DEFAULT`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules every node applies the same way."""
+
+    # Management VPNs (seed: "enforce cloud policies around ... VPN size and constitution").
+    vpn_capacity: int = 8  # members per management VPN
+    vpn_target: int = 2  # VPNs a node tries to belong to
+    vpn_min: int = 1
+    vpn_max: int = 4
+    max_members_per_network: int = 3  # per network-endpoint UUID in one VPN
+    max_members_per_location: int = 4  # per geographic-location UUID in one VPN
+
+    # Guest admission.
+    guest_slot_timeout_s: float = 20.0  # a guest holding the slot longer is cut off
+    guest_attempts_per_minute: int = 30  # admission attempts a guardian serves per minute
+    guest_backoff_initial_s: float = 0.5  # a newcomer that finds the slot busy waits this,
+    guest_backoff_max_s: float = 8.0  # doubling up to this, with jitter
+
+    # Discovery records and rosters.
+    record_ttl_s: float = 600.0  # a VPN record expires unless its guardian republishes it
+    record_republish_s: float = 120.0
+    member_expiry_s: float = 300.0  # a member not heard from for this long leaves the roster
+    member_heartbeat_s: float = 30.0
+
+    # Entitlement (seed: "probably between one third and a half").
+    entitlement_ratio: float = 0.4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vpn_min <= self.vpn_target <= self.vpn_max:
+            raise ValueError("policy needs 1 <= vpn_min <= vpn_target <= vpn_max")
+        if self.vpn_capacity < 2:
+            raise ValueError("a management VPN must hold at least 2 members")
+        if not 1 / 3 <= self.entitlement_ratio <= 1 / 2:
+            raise ValueError("entitlement_ratio must lie in [1/3, 1/2]")
+
+
+DEFAULT = Policy()

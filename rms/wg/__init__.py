@@ -1,0 +1,1 @@
+"""WireGuard: keys, the driver interface with its backends, and the mesh controller."""
