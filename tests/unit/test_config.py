@@ -85,3 +85,36 @@ def test_named_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
 def test_bad_environment_value_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"log\.level"):
         load_config(environ={"RMS_LOG_LEVEL": "chatty"}, default_path=tmp_path / "absent.toml")
+
+
+def test_typed_values_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[vpn]\nenabled = false\npublic_ips = ["198.18.0.11", "2001:2::c612:b"]\n'
+        '[discovery]\nurls = ["https://d.example/feed.rss"]\n',
+    )
+    config = load_config(path, environ={})
+    assert config.vpn.enabled is False
+    assert config.vpn.public_ips == ("198.18.0.11", "2001:2::c612:b")
+    assert config.discovery.urls == ("https://d.example/feed.rss",)
+    env = {"RMS_VPN_ENABLED": "yes", "RMS_VPN_PUBLIC_IPS": "10.0.0.1, 10.0.0.2,"}
+    config = load_config(path, environ=env)
+    assert config.vpn.enabled is True
+    assert config.vpn.public_ips == ("10.0.0.1", "10.0.0.2")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[vpn]\nenabled = 'maybe'\n", "true or false"),
+        ("[vpn]\nenabled = 1\n", "true or false"),
+        ("[vpn]\npublic_ips = 'x'\n", "public_ips"),
+        ("[vpn]\npublic_ips = [1, 2]\n", "must be a string"),
+        ("[vpn]\npublic_ips = [" + "'a'," * 65 + "]\n", "at most 64"),
+        ("[vpn]\nbackend = 'magic'\n", "vpn.backend"),
+        ("[discovery]\nurls = ['http://plain/feed.rss']\n", "not an https"),
+    ],
+)
+def test_bad_typed_values_are_refused(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(write(tmp_path, text), environ={})
