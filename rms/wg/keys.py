@@ -29,7 +29,7 @@ def _clamp(raw: bytes) -> bytes:
     return bytes(b)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class WgPublicKey:
     """A WireGuard public key."""
 
@@ -59,6 +59,9 @@ class WgPublicKey:
 
     def __str__(self) -> str:
         return self.base64()
+
+    def __repr__(self) -> str:
+        return f"WgPublicKey({self.base64()})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("vpn_discovery", "volume_provider", "cfs")
 
 # The library parts of rms that the services may use: identity, the wire format, the control
-# API client, logging, and the shared command-line front. Never the daemon, the lab or the CLI.
+# API client, logging, the shared command-line front, and the discovery record and client, the
+# policy constants, overlay addressing and WireGuard key types (issue 3). Never the daemon, the
+# lab or the CLI.
 RMS_LIBRARY = (
     "rms",
     "rms.identity",
@@ -20,6 +22,10 @@ RMS_LIBRARY = (
     "rms.control.client",
     "rms.logs",
     "rms.servicecli",
+    "rms.discovery",
+    "rms.policy",
+    "rms.overlay",
+    "rms.wg.keys",
 )
 
 
