@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from rms.lab.down import find_leftovers, teardown
-from rms.lab.layout import DEFAULT_LAB, ENV_NAME, LabPaths, lab_paths, name_option, node_index
+from rms.lab.layout import (
+    DEFAULT_LAB,
+    DEFAULT_MIRRORS,
+    ENV_NAME,
+    MIRROR,
+    LabPaths,
+    lab_paths,
+    name_option,
+    validate_host_name,
+)
 from rms.lab.mounts import MountDriver
 from rms.lab.netns import NetnsDriver
 from rms.lab.nodeinit import PRIVATE_PATHS
@@ -51,6 +60,12 @@ def register(sub: Any) -> None:
     p = labsub.add_parser("up", parents=[common], help="build the lab and start every node")
     p.add_argument("--nodes", type=int, default=6, help="number of nodes (default 6)")
     p.add_argument(
+        "--mirrors",
+        type=int,
+        default=DEFAULT_MIRRORS,
+        help=f"number of discovery mirrors (default {DEFAULT_MIRRORS})",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         help="seconds to wait for every node to report running (default 30 + 1 per node)",
@@ -60,7 +75,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_guarded(handle_status))
     p = labsub.add_parser("exec", parents=[common], help="run a command inside a node")
-    p.add_argument("node", help="node1, node2, …")
+    p.add_argument("node", help="node1, node2, … or mirror1, …")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND… (default: a shell)")
     p.set_defaults(handler=_guarded(handle_exec))
     p = labsub.add_parser("down", parents=[common], help="stop and remove everything")
@@ -101,7 +116,7 @@ def handle_up(args: argparse.Namespace) -> int:
     lab = _lab(args)
     require_root()
     require_tools()
-    up(lab, args.nodes, args.timeout)
+    up(lab, args.nodes, args.timeout, args.mirrors)
     return EXIT_OK
 
 
@@ -137,12 +152,23 @@ def handle_status(args: argparse.Namespace) -> int:
     phase = record.phase
     if phase == BUILDING and not lock_held(lab.paths.lock_file):
         phase = STALE
+    kinds = [n.kind for n in record.nodes]
+    nodes = [s for s, k in zip(statuses, kinds, strict=True) if k != MIRROR]
+    mirrors = [s for s, k in zip(statuses, kinds, strict=True) if k == MIRROR]
     if args.json:
-        nodes = [s.as_json() for s in statuses]
-        print(json.dumps({"lab": lab.paths.name, "phase": phase, "nodes": nodes}))
+        print(
+            json.dumps(
+                {
+                    "lab": lab.paths.name,
+                    "phase": phase,
+                    "nodes": [s.as_json() for s in nodes],
+                    "mirrors": [s.as_json() for s in mirrors],
+                }
+            )
+        )
     else:
-        print(f"lab {lab.paths.name} ({phase}), {len(statuses)} nodes")
-        print(render_table(statuses))
+        print(f"lab {lab.paths.name} ({phase}), {len(nodes)} nodes, {len(mirrors)} mirrors")
+        print(render_table([*mirrors, *nodes]))
     if phase == STALE:
         _print_absent(lab.paths, phase, as_json=False)
     return EXIT_OK if all_running(statuses) and phase == UP else EXIT_DOWN
@@ -158,7 +184,7 @@ def _record_or_none(lab: Lab) -> LabRecord | None:
 
 def _print_absent(paths: LabPaths, phase: str, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"lab": paths.name, "phase": phase, "nodes": []}))
+        print(json.dumps({"lab": paths.name, "phase": phase, "nodes": [], "mirrors": []}))
     opt = name_option(paths)
     if phase == STALE:
         print(
@@ -175,7 +201,7 @@ def _print_absent(paths: LabPaths, phase: str, as_json: bool) -> None:
 def handle_exec(args: argparse.Namespace) -> int:
     """Replace this process by the command running inside the node."""
     lab = _lab(args)
-    node_index(args.node)
+    validate_host_name(args.node)
     require_root()
     record = _record_or_none(lab)
     if record is None or record.node(args.node) is None:

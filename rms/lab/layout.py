@@ -38,6 +38,12 @@ INET = "inet"
 # No dash in a lab name, so the netns prefix "<lab>-" of one lab never matches another's.
 _LAB_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _NODE_RE = re.compile(r"^node([1-9][0-9]{0,3})$")
+_MIRROR_RE = re.compile(r"^mirror([1-9])$")
+NODE = "node"
+MIRROR = "mirror"
+# Mirrors sit in the reserved addresses below the nodes': mirror k is 198.18.0.k.
+MAX_MIRRORS = RESERVED - 1
+DEFAULT_MIRRORS = 3
 
 
 def validate_lab_name(name: str) -> str:
@@ -63,6 +69,25 @@ def node_index(name: str) -> int:
     return int(match.group(1))
 
 
+def validate_host_name(name: str) -> str:
+    """A node or mirror name, or LabUsageError."""
+    if _NODE_RE.match(name) or _MIRROR_RE.match(name):
+        return name
+    raise LabUsageError(f"{name!r} is neither a node (node1, …) nor a mirror (mirror1, …)")
+
+
+def validate_mirror_count(count: int) -> int:
+    """The mirror count if the reserved addresses hold it."""
+    if not 0 <= count <= MAX_MIRRORS:
+        raise LabUsageError(f"--mirrors must be between 0 and {MAX_MIRRORS}, not {count}")
+    return count
+
+
+def discovery_name(lab: str) -> str:
+    """The well-known name of the lab's discovery feed (.test is reserved by RFC 2606)."""
+    return f"discovery.{lab}.test"
+
+
 def validate_node_count(count: int) -> int:
     """The node count if the lab can hold it."""
     if not 1 <= count <= MAX_NODES:
@@ -78,21 +103,32 @@ def node_address(index: int) -> IPv4Interface:
     return IPv4Interface((addr, NET4.prefixlen))
 
 
+def mirror_address(index: int) -> IPv4Interface:
+    """A discovery mirror's IPv4 address, in the reserved range."""
+    validate_mirror_count(index)
+    return IPv4Interface((int(NET4.network_address) + index, NET4.prefixlen))
+
+
+def v6_of(v4: IPv4Interface) -> IPv6Interface:
+    """The IPv6 address of a lab host: its IPv4 address embedded in 2001:2::/64."""
+    return IPv6Interface((int(NET6.network_address) + int(v4.ip), NET6.prefixlen))
+
+
 def node_address6(index: int) -> IPv6Interface:
-    """The node's IPv6 address: its IPv4 address embedded in 2001:2::/64."""
-    v4 = node_address(index).ip
-    return IPv6Interface((int(NET6.network_address) + int(v4), NET6.prefixlen))
+    """The node's IPv6 address."""
+    return v6_of(node_address(index))
 
 
 @dataclass(frozen=True)
 class NodePlan:
-    """One node as the lab will build it."""
+    """One host (a node or a discovery mirror) as the lab will build it."""
 
     index: int
     name: str
     netns: str
     address: IPv4Interface
     address6: IPv6Interface
+    kind: str = NODE
 
 
 @dataclass(frozen=True)
@@ -155,7 +191,9 @@ class LabPaths:
         if not netns.startswith(prefix):
             return False
         rest = netns[len(prefix) :]
-        return rest == INET or _NODE_RE.match(rest) is not None
+        return (
+            rest == INET or _NODE_RE.match(rest) is not None or _MIRROR_RE.match(rest) is not None
+        )
 
     def plan(self, count: int) -> list[NodePlan]:
         """The nodes of a lab with `count` nodes."""
@@ -166,6 +204,27 @@ class LabPaths:
         """One node's names and addresses."""
         name = node_name(index)
         return NodePlan(index, name, self.netns(name), node_address(index), node_address6(index))
+
+    def plan_mirrors(self, count: int) -> list[NodePlan]:
+        """The discovery mirrors of a lab with `count` mirrors."""
+        validate_mirror_count(count)
+        return [self.plan_mirror(i) for i in range(1, count + 1)]
+
+    def plan_mirror(self, index: int) -> NodePlan:
+        """One mirror's names and addresses."""
+        name = f"{MIRROR}{index}"
+        v4 = mirror_address(index)
+        return NodePlan(index, name, self.netns(name), v4, v6_of(v4), MIRROR)
+
+    @property
+    def ca_dir(self) -> Path:
+        """The lab's certificate authority (key 0600) and the mirrors' certificates."""
+        return self.run_dir / "ca"
+
+    @property
+    def hosts_file(self) -> Path:
+        """The /etc/hosts every lab host sees: the discovery name and every host's name."""
+        return self.run_dir / "hosts"
 
 
 def name_option(paths: LabPaths) -> str:

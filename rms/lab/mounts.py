@@ -75,12 +75,15 @@ class MountDriver:
             run_tool(["mount", "--bind", str(path), str(path)])
         run_tool(["mount", "--make-private", str(path)])
 
-    def create_node_namespace(self, mnt_file: Path, netns_file: Path, state_dir: Path) -> None:
+    def create_node_namespace(
+        self, mnt_file: Path, netns_file: Path, state_dir: Path, hosts: Path | None = None
+    ) -> None:
         """Make a node's persistent mount namespace and set up its private mounts."""
         mnt_file.touch(exist_ok=True)
         argv = [self.nsenter, f"--net={netns_file}", "--"]
         argv += [self.unshare, f"--mount={mnt_file}", "--propagation", "private", "--"]
         argv += [sys.executable, "-m", "rms.lab.nodeinit", str(state_dir)]
+        argv += [] if hosts is None else [str(hosts)]
         run_tool(argv)
 
     def unmount_all(self, tops: Iterable[Path]) -> list[Path]:

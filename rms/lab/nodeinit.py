@@ -11,6 +11,7 @@ control sockets under /run collide between nodes otherwise):
 - /etc/rms: an empty tmpfs, so the host's config never leaks into a node.
 - /var/lib/rms: the node's state directory on the host, bind-mounted.
 - /sys: a sysfs of the node's network namespace, as `ip netns exec` does.
+- /etc/hosts: the lab's hosts file when one is given (the discovery name, every host).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ ETC_ZFS = Path("/etc/zfs")
 ETC_RMS = Path("/etc/rms")
 VAR_LIB_RMS = Path("/var/lib/rms")
 SYS = Path("/sys")
+ETC_HOSTS = Path("/etc/hosts")
 MAX_SEED_BYTES = 1 << 20
 # What a node sees differently from the host; everything else is the host's tree.
-PRIVATE_PATHS = (RUN, ETC_ZFS, ETC_RMS, VAR_LIB_RMS, SYS)
+PRIVATE_PATHS = (RUN, ETC_ZFS, ETC_RMS, VAR_LIB_RMS, SYS, ETC_HOSTS)
 
 
 def mount(*args: str) -> None:
@@ -74,8 +76,12 @@ def fresh_sys() -> None:
     mount("-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", str(SYS))
 
 
-def setup(state_dir: Path) -> None:
+def setup(state_dir: Path, hosts: Path | None = None) -> None:
     """Give the namespace this process runs in the node's private mounts."""
+    if hosts is not None:
+        # First, while the host's /run (where the file lives) is still visible here. A file
+        # bind: only this namespace sees the lab's names; the host's file is untouched.
+        mount("--bind", "-o", "ro", str(hosts), str(ETC_HOSTS))
     fresh_run()
     if ETC_ZFS.is_dir():
         seeded_tmpfs(ETC_ZFS)
@@ -87,11 +93,11 @@ def setup(state_dir: Path) -> None:
 
 def main(argv: Sequence[str]) -> int:
     """Entry point; prints what failed and exits 1 on failure."""
-    if len(argv) != 1 or not Path(argv[0]).is_absolute():
-        print("usage: python -m rms.lab.nodeinit /ABSOLUTE/STATE/DIR", file=sys.stderr)
+    if len(argv) not in (1, 2) or not all(Path(a).is_absolute() for a in argv):
+        print("usage: python -m rms.lab.nodeinit /STATE/DIR [/HOSTS/FILE]", file=sys.stderr)
         return 2
     try:
-        setup(Path(argv[0]))
+        setup(Path(argv[0]), Path(argv[1]) if len(argv) == 2 else None)
     except (LabError, OSError) as e:
         print(f"rms.lab.nodeinit: {e}", file=sys.stderr)
         return 1

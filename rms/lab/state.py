@@ -33,6 +33,7 @@ class NodeRecord:
     address: str
     address6: str
     pids: dict[str, int] = field(default_factory=dict)
+    kind: str = "node"  # "node" or "mirror"
 
 
 @dataclass(frozen=True)

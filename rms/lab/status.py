@@ -18,12 +18,14 @@ from typing import Any
 
 from rms.config import ControlSection
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
-from rms.lab.layout import LabPaths
+from rms.lab.layout import MIRROR, NODE, LabPaths
 from rms.lab.netns import NetnsDriver
 from rms.lab.procs import PROC, in_namespace, ns_id
 from rms.lab.state import NodeRecord
 
 RUNNING = "running"
+SERVING = "serving"
+MIRROR_PROGRAM = "vpn-discovery"
 QUERY_TIMEOUT_S = 10.0
 ID_SHOWN = 16
 
@@ -96,9 +98,14 @@ async def _ask_all(clients: Sequence[ControlClient | None]) -> list[tuple[str, s
     return list(await asyncio.gather(*(ask(c) for c in clients)))
 
 
+def main_program(node: NodeRecord) -> str:
+    """The program whose life is the host's: rms on a node, vpn-discovery on a mirror."""
+    return MIRROR_PROGRAM if node.kind == MIRROR else "rms"
+
+
 def live_pid(paths: LabPaths, node: NodeRecord, netns: NetnsDriver) -> int | None:
-    """The node's rms pid if that process is alive and still in the node (pids get reused)."""
-    pid = node.pids.get("rms")
+    """The host's main pid if that process is alive and still in the host (pids get reused)."""
+    pid = node.pids.get(main_program(node))
     space = ns_id(netns.path(paths.netns(node.name)))
     return pid if pid is not None and in_namespace(pid, space) else None
 
@@ -107,9 +114,14 @@ def query(
     paths: LabPaths, nodes: Sequence[NodeRecord], netns: NetnsDriver, timeout: float
 ) -> list[tuple[str, str | None]]:
     """Ask every node at once for (state, node_id), each within timeout seconds."""
-    pids = [live_pid(paths, n, netns) for n in nodes]
+    pids = [live_pid(paths, n, netns) if n.kind == NODE else None for n in nodes]
     clients = [None if p is None else ControlClient(control_socket(p), timeout) for p in pids]
-    return asyncio.run(_ask_all(clients))
+    answers = asyncio.run(_ask_all(clients))
+    # A mirror has no control API: it serves while its process lives.
+    return [
+        ((SERVING if live_pid(paths, n, netns) else "down"), None) if n.kind == MIRROR else a
+        for n, a in zip(nodes, answers, strict=True)
+    ]
 
 
 def node_statuses(
@@ -127,15 +139,15 @@ def _status(
 ) -> NodeStatus:
     state, node_id = answer
     alive = live_pid(paths, node, netns) is not None
-    pid = node.pids.get("rms")
+    pid = node.pids.get(main_program(node))
     return NodeStatus(
         node.name, node.netns, node.address, node.address6, pid, alive, state, node_id
     )
 
 
 def all_running(statuses: Sequence[NodeStatus]) -> bool:
-    """Whether the lab is healthy: every node's process alive and its rms running."""
-    return bool(statuses) and all(s.alive and s.state == RUNNING for s in statuses)
+    """Whether the lab is healthy: every host's process alive, every node's rms running."""
+    return bool(statuses) and all(s.alive and s.state in (RUNNING, SERVING) for s in statuses)
 
 
 def render_table(statuses: Sequence[NodeStatus]) -> str:

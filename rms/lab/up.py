@@ -18,13 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from rms.lab.cloud import MIRROR_CONFIG, NODE_CONFIG, write_trust
 from rms.lab.down import Leftovers, find_leftovers, teardown
-from rms.lab.layout import BRIDGE, NET4, LabPaths, NodePlan, name_option
+from rms.lab.layout import (
+    BRIDGE,
+    DEFAULT_MIRRORS,
+    MIRROR,
+    NET4,
+    NODE,
+    LabPaths,
+    NodePlan,
+    name_option,
+)
 from rms.lab.mounts import MountDriver
 from rms.lab.netns import NetnsDriver
 from rms.lab.procs import exit_status, spawn_detached
 from rms.lab.state import BUILDING, UP, LabLock, LabRecord, NodeRecord, load, save
-from rms.lab.status import RUNNING, enter_argv, query, rms_argv
+from rms.lab.status import MIRROR_PROGRAM, RUNNING, enter_argv, query, rms_argv
 from rms.lab.system import LabError, node_environ, tool_path
 
 READY_TIMEOUT_S = 30.0
@@ -43,9 +53,12 @@ class Program:
     argv: tuple[str, ...]
 
 
-def node_programs() -> list[Program]:
-    """The programs started in every node, in start order."""
-    return [Program("rms", tuple(rms_argv("run")))]
+def node_programs(kind: str = NODE) -> list[Program]:
+    """The programs started in every host of this kind, in start order."""
+    if kind == MIRROR:
+        serve = ("-m", "vpn_discovery", "serve", "--config", str(MIRROR_CONFIG))
+        return [Program(MIRROR_PROGRAM, (sys.executable, *serve))]
+    return [Program("rms", (*rms_argv("run"), "--config", str(NODE_CONFIG)))]
 
 
 @dataclass(frozen=True)
@@ -63,9 +76,11 @@ def ready_timeout(count: int) -> float:
     return READY_TIMEOUT_S + count
 
 
-def up(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
-    """Build the lab with count nodes and wait until each reports running."""
-    plan = lab.paths.plan(count)
+def up(
+    lab: Lab, count: int, timeout: float | None = None, mirrors: int = DEFAULT_MIRRORS
+) -> LabRecord:
+    """Build the lab with count nodes and its mirrors, and wait until each node runs."""
+    plan = [*lab.paths.plan_mirrors(mirrors), *lab.paths.plan(count)]
     timeout = ready_timeout(count) if timeout is None else timeout
     with LabLock(lab.paths.lock_file, lab.paths.name) as lock:
         clear_stale(lab)
@@ -116,9 +131,10 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
     """Make the internet, every node, then wait for them; returns the final record."""
     started = time.monotonic()
     paths = lab.paths
+    nodes = [h for h in plan if h.kind == NODE]
     lab.say(
-        f"lab {paths.name}: building {len(plan)} nodes on {NET4} "
-        f"(bridge {BRIDGE} in netns {paths.inet_netns})"
+        f"lab {paths.name}: building {len(nodes)} nodes and {len(plan) - len(nodes)} "
+        f"discovery mirrors on {NET4} (bridge {BRIDGE} in netns {paths.inet_netns})"
     )
     record = LabRecord(paths.name, BUILDING, (), time.time())
     paths.run_dir.mkdir(parents=True, exist_ok=True)
@@ -126,16 +142,20 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
     lab.mounts.make_private_dir(paths.mnt_dir)
     lab.netns.add(paths.inet_netns)
     lab.netns.add_bridge(paths.inet_netns)
-    for node in plan:
-        record = record.with_node(build_node(lab, node))
+    for host in plan:
+        paths.node_state_dir(host.name).mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_trust(paths, plan)
+    for host in plan:
+        record = record.with_node(build_node(lab, host))
         save(paths.state_file, record)
-        pid = record.nodes[-1].pids["rms"]
-        lab.say(f"[{node.index}/{len(plan)}] {node.name} {node.address.ip} started (pid {pid})")
+        pid = next(iter(record.nodes[-1].pids.values()))
+        total = len(nodes) if host.kind == NODE else len(plan) - len(nodes)
+        lab.say(f"[{host.index}/{total}] {host.name} {host.address.ip} started (pid {pid})")
     wait_ready(lab, record, timeout)
     record = LabRecord(record.lab, UP, record.nodes, record.created)
     save(paths.state_file, record)
     lab.say(
-        f"lab {paths.name} is up: {len(plan)} nodes running, built in "
+        f"lab {paths.name} is up: {len(nodes)} nodes running, built in "
         f"{time.monotonic() - started:.1f} s"
     )
     lab.say(next_steps(lab))
@@ -148,12 +168,12 @@ def build_node(lab: Lab, node: NodePlan) -> NodeRecord:
     lab.netns.add(node.netns)
     lab.netns.connect(paths.inet_netns, node)
     state_dir = paths.node_state_dir(node.name)
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lab.mounts.create_node_namespace(
-        paths.mnt_file(node.name), lab.netns.path(node.netns), state_dir
+        paths.mnt_file(node.name), lab.netns.path(node.netns), state_dir, paths.hosts_file
     )
-    pids = {p.name: start_program(lab, node.name, p) for p in node_programs()}
-    return NodeRecord(node.name, node.netns, str(node.address.ip), str(node.address6.ip), pids)
+    pids = {p.name: start_program(lab, node.name, p) for p in node_programs(node.kind)}
+    v4, v6 = str(node.address.ip), str(node.address6.ip)
+    return NodeRecord(node.name, node.netns, v4, v6, pids, node.kind)
 
 
 def start_program(lab: Lab, node: str, program: Program) -> int:
@@ -165,13 +185,14 @@ def start_program(lab: Lab, node: str, program: Program) -> int:
 
 
 def wait_ready(lab: Lab, record: LabRecord, timeout: float) -> None:
-    """Wait until every node reports running; fail early when a program exits."""
-    total, deadline = len(record.nodes), time.monotonic() + timeout
+    """Wait until every node reports running; fail early when any program exits."""
+    nodes = [n for n in record.nodes if n.kind == NODE]
+    total, deadline = len(nodes), time.monotonic() + timeout
     lab.say(f"waiting up to {timeout:g} s for every node to report running")
-    states = {n.name: "not asked yet" for n in record.nodes}
-    pending = list(record.nodes)
+    states = {n.name: "not asked yet" for n in nodes}
+    pending = list(nodes)
     while pending:
-        _check_alive(lab, pending)
+        _check_alive(lab, record.nodes)
         left = deadline - time.monotonic()
         if left <= 0:
             raise LabError(_not_ready(lab, pending, states, timeout))

@@ -1,0 +1,110 @@
+"""What makes the lab a cloud: names, trust, and each host's configuration file.
+
+Every lab host sees the lab's hosts file as /etc/hosts: the discovery feed's well-known name
+resolves to every mirror (a client tries them in turn, as it would a name with several A
+records), and each host has its own name. The lab's certificate authority signs each
+mirror's HTTPS certificate; nodes trust only that CA for the feed.
+
+Nodes get diverse localities so that guardians' placement rules have something to work on:
+node k is in location `lab-location-((k-1) mod 4)` and network `lab-network-((k-1) mod 6)`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rms.lab.ca import LabCA
+from rms.lab.layout import MIRROR, LabPaths, NodePlan, discovery_name
+
+LOCATIONS = 4
+NETWORKS = 6
+MIRROR_PORT = 443
+# Paths as a host sees them inside its own mount namespace (/var/lib/rms is its state dir).
+HOST_STATE = Path("/var/lib/rms")
+NODE_CONFIG = HOST_STATE / "rms.toml"
+MIRROR_CONFIG = HOST_STATE / "mirror.toml"
+CA_CERT = HOST_STATE / "lab-ca.pem"
+TLS_NAME = "tls"
+ANTI_ENTROPY_S = 10.0
+
+
+def host_name(paths: LabPaths, host: str) -> str:
+    """A lab host's own name."""
+    return f"{host}.{paths.name}.test"
+
+
+def feed_url(paths: LabPaths) -> str:
+    """The discovery feed's URL at its well-known name."""
+    return f"https://{discovery_name(paths.name)}/feed.rss"
+
+
+def hosts_text(paths: LabPaths, hosts: Sequence[NodePlan]) -> str:
+    """/etc/hosts for every lab host."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    for h in hosts:
+        lines.append(f"{h.address.ip}\t{host_name(paths, h.name)} {h.name}")
+        lines.append(f"{h.address6.ip}\t{host_name(paths, h.name)} {h.name}")
+    for h in hosts:
+        if h.kind == MIRROR:
+            lines.append(f"{h.address.ip}\t{discovery_name(paths.name)}")
+    return "\n".join(lines) + "\n"
+
+
+def toml_list(items: Sequence[str]) -> str:
+    """A TOML array of strings (JSON's string escapes are valid TOML basic strings)."""
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def node_config(paths: LabPaths, node: NodePlan) -> str:
+    """The rms.toml of a lab node."""
+    ips = [str(node.address.ip), str(node.address6.ip)]
+    return (
+        "[vpn]\n"
+        f"public_ips = {toml_list(ips)}\n"
+        f'location = "lab-location-{(node.index - 1) % LOCATIONS}"\n'
+        f'network = "lab-network-{(node.index - 1) % NETWORKS}"\n'
+        "\n[discovery]\n"
+        f"urls = {toml_list([feed_url(paths)])}\n"
+        f'ca_file = "{CA_CERT}"\n'
+    )
+
+
+def mirror_config(paths: LabPaths, mirror: NodePlan, mirrors: Sequence[NodePlan]) -> str:
+    """The vpn-discovery.toml of a lab mirror: HTTPS at the well-known name, the others as peers."""
+    peers = [f"https://{host_name(paths, m.name)}" for m in mirrors if m.name != mirror.name]
+    return (
+        "[server]\n"
+        'listen = ["0.0.0.0", "::"]\n'
+        f"port = {MIRROR_PORT}\n"
+        f'cert_file = "{HOST_STATE / TLS_NAME}.pem"\n'
+        f'key_file = "{HOST_STATE / TLS_NAME}.key"\n'
+        f'public_url = "{feed_url(paths)}"\n'
+        "\n[store]\n"
+        f'state_file = "{HOST_STATE / "records.msgpack"}"\n'
+        "\n[peers]\n"
+        f"urls = {toml_list(peers)}\n"
+        f'ca_file = "{HOST_STATE / "ca.pem"}"\n'
+        f"anti_entropy_s = {ANTI_ENTROPY_S}\n"
+        "\n[log]\n"
+        'format = "json"\n'
+    )
+
+
+def write_trust(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
+    """Make the lab CA, each mirror's certificate, each node's trust file and /etc/hosts."""
+    ca = LabCA.create(f"True Cloud lab {paths.name} CA")
+    ca.save(paths.ca_dir)
+    paths.ca_dir.chmod(0o700)
+    paths.hosts_file.write_text(hosts_text(paths, hosts))
+    mirrors = [h for h in hosts if h.kind == MIRROR]
+    for host in hosts:
+        state = paths.node_state_dir(host.name)
+        if host.kind == MIRROR:
+            names = [discovery_name(paths.name), host_name(paths, host.name)]
+            ca.write_server(state, TLS_NAME, names, [str(host.address.ip), str(host.address6.ip)])
+            (state / MIRROR_CONFIG.name).write_text(mirror_config(paths, host, mirrors))
+        else:
+            (state / CA_CERT.name).write_bytes(ca.cert_pem())
+            (state / NODE_CONFIG.name).write_text(node_config(paths, host))
