@@ -118,10 +118,10 @@ def test_registry() -> None:
     assert registry.get("node.ping") is PING
     assert registry.get("node.nope") is None
     assert "node.pong" in registry
-    assert set(registry) == {PING, PONG}
+    assert {PING, PONG} <= set(registry)
     extra = MessageType("test.extra", Map({}))
     bigger = registry.extended([extra])
-    assert len(bigger) == 3
+    assert len(bigger) == len(registry) + 1
     assert "test.extra" not in registry
     with pytest.raises(ValueError, match="twice"):
         Registry([PING, PING])
