@@ -14,6 +14,7 @@ from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
 from rms.identity import IdentityError, load_or_create
 from rms.logs import configure_logging
+from rms.vpn.manager import VpnManager
 
 
 def register(sub: Any) -> None:
@@ -46,14 +47,15 @@ def run_daemon(config: Config) -> None:
     prepare_state_dir(config.node.state_dir)
     with StateDirLock(config.node.state_dir):
         identity = load_or_create(config.node.state_dir)
-        _run(Daemon(config, identity).run())
+        daemon = Daemon(config, identity)
+        if config.vpn.enabled:
+            vpns = VpnManager(config, identity)
+            vpns.attach(daemon.board)
+            daemon.add_service("vpn", vpns.run)
+        _run(daemon.run())
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Use uvloop when it is installed, plain asyncio otherwise."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+    """The standard asyncio loop: the daemon's netlink I/O (pyroute2's AsyncIPRoute) needs
+    AF_NETLINK datagram transports, which uvloop does not offer (docs/architecture.md)."""
+    asyncio.run(main)

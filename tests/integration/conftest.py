@@ -51,6 +51,7 @@ def daemon_env(state_dir: Path, sock: Path, notify_path: Path | None = None) -> 
         RMS_CONTROL_SOCKET=str(sock),
         RMS_CONFIG=str(state_dir.parent / "absent.toml"),
         RMS_LOG_FORMAT="json",
+        RMS_VPN_ENABLED="false",  # these tests are about the daemon, not its VPNs
     )
     # An explicitly named but absent config file is an error; point at an empty one instead.
     Path(env["RMS_CONFIG"]).write_text("")

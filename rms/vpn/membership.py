@@ -1,0 +1,238 @@
+"""One management VPN this node belongs to: its WireGuard interface, roster sync and duties.
+
+The roster decides the interface: every other member with a known endpoint becomes a peer
+whose only allowed IP is its management address (a /128), so a member can send on the VPN
+only as itself. Whenever a new roster version is held, the interface is reconciled to it
+through the WireGuard manager, which applies only the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv6Interface, IPv6Network
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from rms.identity import NodeIdentity
+from rms.membership.events import NoLongerMember, RosterAccepted, SyncOutput
+from rms.membership.issuer import RosterIssuer
+from rms.membership.ledger import RosterLedger
+from rms.membership.roster import Member, Roster
+from rms.membership.service import RPC_PORT, RosterSyncService, member_rpc_address
+from rms.membership.sync import RosterSync
+from rms.overlay import member_address
+from rms.policy import Policy
+from rms.vpn.locality import Locality
+from rms.vpn.names import management_interface, management_port
+from rms.wg.keys import WgPrivateKey
+from rms.wg.manager import WireGuard
+from rms.wg.model import Endpoint as WgEndpoint
+from rms.wg.model import InterfaceConfig, InterfaceState, PeerConfig
+
+if TYPE_CHECKING:
+    from rms.vpn.guardian import GuardianDuty
+
+KEEPALIVE_S = 25  # keeps NAT mappings open (the WireGuard paper, section 6.5)
+BIND_RETRIES = 20
+BIND_RETRY_S = 0.25
+OBSERVE_S = 5.0
+
+log = structlog.get_logger("rms.vpn")
+
+
+class MembershipEnded(Exception):
+    """The roster no longer lists this node: the membership is over."""
+
+    def __init__(self, vpn_id: uuid.UUID) -> None:
+        super().__init__(f"no longer a member of {vpn_id}")
+        self.vpn_id = vpn_id
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What every VPN of this node shares."""
+
+    identity: NodeIdentity
+    wireguard: WireGuard
+    locality: Locality
+    policy: Policy
+    clock: Callable[[], float] = time.time
+
+
+def peer_configs(roster: Roster, me: bytes) -> tuple[PeerConfig, ...]:
+    """Every other member that said where it listens, allowed to send only as itself."""
+    peers = []
+    for member in roster.members:
+        if member.node_key == me or member.endpoint is None:
+            continue
+        endpoint = WgEndpoint(member.endpoint.ip, member.endpoint.port)
+        allowed = frozenset({IPv6Network((member.address, 128))})
+        peers.append(PeerConfig(member.wg_public_key, endpoint, allowed, KEEPALIVE_S))
+    return tuple(peers)
+
+
+def interface_config(
+    vpn_id: uuid.UUID, slot: int, key: WgPrivateKey, roster: Roster, identity: NodeIdentity
+) -> InterfaceConfig:
+    """The management interface as the roster says it should be."""
+    address = member_address(vpn_id, identity.node_id)
+    return InterfaceConfig(
+        management_interface(vpn_id),
+        key,
+        management_port(slot),
+        frozenset({address}),
+        peer_configs(roster, identity.public_key),
+    )
+
+
+class Membership:
+    """Runs one VPN: reconciles its interface, serves roster RPC, and its guardian duty."""
+
+    def __init__(
+        self,
+        ctx: NodeContext,
+        ledger: RosterLedger,
+        *,
+        slot: int,
+        wg_key: WgPrivateKey,
+        issuer: RosterIssuer | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.ledger = ledger
+        self.vpn_id = ledger.vpn_id
+        self.slot = slot
+        self.wg_key = wg_key
+        self.guardian: GuardianDuty | None = None
+        now = ctx.clock()
+        self.sync = RosterSync(
+            ctx.identity, ledger, rng=random.SystemRandom(), now=now, issuer=issuer
+        )
+        self.service = RosterSyncService(
+            self.sync, address_of=member_rpc_address(self.vpn_id), on_event=self._on_sync_event
+        )
+        self.address: IPv6Interface = member_address(self.vpn_id, ctx.identity.node_id)
+        self.interface = management_interface(self.vpn_id)
+        self.last_state: InterfaceState | None = None
+        self._dirty = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._log = log.bind(vpn=str(self.vpn_id))
+
+    @property
+    def role(self) -> str:
+        """`guardian` or `member`."""
+        return "guardian" if self.guardian is not None else "member"
+
+    def solicits(self) -> bool:
+        """Whether the VPN still has room for members."""
+        return len(self.roster.members) < self.ctx.policy.vpn_capacity
+
+    @property
+    def roster(self) -> Roster:
+        """The roster version this node holds."""
+        current = self.ledger.current
+        if current is None:  # a Membership is only ever made from a held roster
+            raise RuntimeError(f"no roster held for {self.vpn_id}")
+        return current.roster
+
+    def roster_changed(self) -> None:
+        """A new version is held (ours or a peer's): announce it and reconcile the interface."""
+        self.service.submit(self.sync.announce(self.ctx.clock()))
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Bring the VPN up and keep it as the roster says until cancelled or removed."""
+        await self.reconcile()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._serve_rpc(), name=f"vpn-{self.interface}-rpc")
+                tg.create_task(self._reconcile_loop(), name=f"vpn-{self.interface}-wg")
+                tg.create_task(self._watch_end(), name=f"vpn-{self.interface}-end")
+                tg.create_task(self._observe(), name=f"vpn-{self.interface}-observe")
+                if self.guardian is not None:
+                    tg.create_task(self.guardian.run(), name=f"vpn-{self.interface}-guardian")
+        finally:
+            await self.close()
+
+    async def reconcile(self) -> None:
+        """Make the interface match the roster held now."""
+        config = interface_config(
+            self.vpn_id, self.slot, self.wg_key, self.roster, self.ctx.identity
+        )
+        await self.ctx.wireguard.ensure(config)
+
+    async def close(self) -> None:
+        """Remove this VPN's interfaces."""
+        with contextlib.suppress(Exception):
+            await self.ctx.wireguard.remove(self.interface)
+        if self.guardian is not None:
+            await self.guardian.close()
+
+    def status(self, now: float) -> dict[str, Any]:
+        """This VPN as `rms status` shows it (handshakes as last observed)."""
+        roster, state = self.roster, self.last_state
+        handshakes = {} if state is None else {p.public_key: p.last_handshake for p in state.peers}
+        peers = [_peer_status(m, handshakes, now) for m in roster.members]
+        return {
+            "uuid": str(self.vpn_id),
+            "role": self.role,
+            "interface": self.interface,
+            "address": str(self.address.ip),
+            "members": len(roster.members),
+            "roster_seq": roster.seq,
+            "peers": [p for p in peers if p["node_id"] != self.ctx.identity.node_id_hex[:16]],
+        }
+
+    def _on_sync_event(self, event: SyncOutput) -> None:
+        if isinstance(event, RosterAccepted):
+            self._dirty.set()
+            if self.guardian is not None:
+                self.guardian.roster_changed()
+        elif isinstance(event, NoLongerMember):
+            self._log.info("vpn.no_longer_member")
+            self._ended.set()
+
+    async def _serve_rpc(self) -> None:
+        # A new address can take a moment to become usable; retry a bind that finds it absent.
+        for _ in range(BIND_RETRIES):
+            try:
+                await self.service.run(str(self.address.ip), RPC_PORT)
+                return
+            except OSError as e:
+                if e.errno != errno.EADDRNOTAVAIL:
+                    raise
+                await asyncio.sleep(BIND_RETRY_S)
+        raise OSError(errno.EADDRNOTAVAIL, f"{self.address.ip} never became usable")
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self.reconcile()
+
+    async def _observe(self) -> None:
+        # Status is read synchronously; keep a recent reading of the interface for it.
+        while True:
+            self.last_state = await self.ctx.wireguard.state(self.interface)
+            await asyncio.sleep(OBSERVE_S)
+
+    async def _watch_end(self) -> None:
+        await self._ended.wait()
+        raise MembershipEnded(self.vpn_id)
+
+
+def _peer_status(member: Member, handshakes: dict[Any, float | None], now: float) -> dict[str, Any]:
+    last = handshakes.get(member.wg_public_key)
+    return {
+        "node_id": member.node_id.hex()[:16],
+        "address": str(member.address),
+        "endpoint": None if member.endpoint is None else str(member.endpoint),
+        "handshake_age_s": None if last is None else round(max(0.0, now - last), 1),
+    }
