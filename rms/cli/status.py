@@ -61,8 +61,57 @@ def render_table(status: dict[str, Any]) -> str:
     for name in sorted(set(status) - BASE_FIELDS):
         lines.append("")
         lines.append(name.upper())
-        lines.extend(render_section(status[name]))
+        render = SECTION_RENDERERS.get(name, render_section)
+        lines.extend(render(status[name]))
     return "\n".join(lines)
+
+
+def render_vpns(value: Any) -> list[str]:
+    """One line per VPN: id, role, members, address, and how fresh its handshakes are."""
+    if not isinstance(value, list) or not value:
+        return ["  (in no management VPN yet)"]
+    rows = [("UUID", "ROLE", "MEMBERS", "ADDRESS", "HANDSHAKES")]
+    for vpn in value:
+        if isinstance(vpn, dict):
+            rows.append(_vpn_row(vpn))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        ("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip()
+        for r in rows
+    ]
+
+
+def _vpn_row(vpn: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    peers = [p for p in vpn.get("peers", []) if isinstance(p, dict)]
+    ages = [float(p["handshake_age_s"]) for p in peers if p.get("handshake_age_s") is not None]
+    shakes = f"{len(ages)}/{len(peers)} peers"
+    if ages:
+        shakes += f", last {min(ages):.0f}-{max(ages):.0f} s ago"
+    return (
+        str(vpn.get("uuid", "?")),
+        str(vpn.get("role", "?")),
+        str(vpn.get("members", "?")),
+        str(vpn.get("address", "?")),
+        shakes,
+    )
+
+
+def render_joins(value: Any) -> list[str]:
+    """How this node got into its VPNs, and why the latest attempt went as it did."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    lines = [f"  founded: {value.get('founded', 0)}"]
+    for join in value.get("joins", []):
+        lines.append(
+            f"  joined {str(join.get('vpn'))[:8]}: {join.get('attempts')} attempt(s), "
+            f"admitted after {join.get('admitted_s')} s, first handshake after "
+            f"{join.get('first_handshake_s')} s, {join.get('guest_bytes')} guest-link bytes"
+        )
+    last = value.get("last_attempt") or {}
+    lines += [f"  latest: {o}" for o in last.get("outcomes", [])[-4:]]
+    if value.get("problem"):
+        lines.append(f"  problem: {value['problem']}")
+    return lines
 
 
 def render_section(value: Any, indent: str = "  ") -> list[str]:
@@ -82,6 +131,9 @@ def _inline(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_inline(v) for v in value) + "]"
     return str(value)
+
+
+SECTION_RENDERERS = {"vpns": render_vpns, "vpn_joins": render_joins}
 
 
 def format_duration(seconds: float) -> str:

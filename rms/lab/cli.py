@@ -41,7 +41,7 @@ from rms.lab.system import (
     require_tools,
     tool_path,
 )
-from rms.lab.up import Lab, up
+from rms.lab.up import Lab, add, up
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -71,6 +71,10 @@ def register(sub: Any) -> None:
         help="seconds to wait for every node to report running (default 30 + 1 per node)",
     )
     p.set_defaults(handler=_guarded(handle_up))
+    p = labsub.add_parser("add", parents=[common], help="add nodes to a lab that is up")
+    p.add_argument("--nodes", type=int, default=1, help="number of nodes to add (default 1)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for them to report running")
+    p.set_defaults(handler=_guarded(handle_add))
     p = labsub.add_parser("status", parents=[common], help="list the nodes and their state")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_guarded(handle_status))
@@ -117,6 +121,15 @@ def handle_up(args: argparse.Namespace) -> int:
     require_root()
     require_tools()
     up(lab, args.nodes, args.timeout, args.mirrors)
+    return EXIT_OK
+
+
+def handle_add(args: argparse.Namespace) -> int:
+    """Add nodes to a running lab; they join the cloud through the feed like any newcomer."""
+    lab = _lab(args)
+    require_root()
+    require_tools()
+    add(lab, args.nodes, args.timeout)
     return EXIT_OK
 
 

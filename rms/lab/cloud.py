@@ -93,18 +93,30 @@ def mirror_config(paths: LabPaths, mirror: NodePlan, mirrors: Sequence[NodePlan]
 
 
 def write_trust(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
-    """Make the lab CA, each mirror's certificate, each node's trust file and /etc/hosts."""
+    """Make the lab CA, then every host's certificate or trust file, config and /etc/hosts."""
     ca = LabCA.create(f"True Cloud lab {paths.name} CA")
     ca.save(paths.ca_dir)
     paths.ca_dir.chmod(0o700)
-    paths.hosts_file.write_text(hosts_text(paths, hosts))
+    write_hosts(paths, hosts)
     mirrors = [h for h in hosts if h.kind == MIRROR]
     for host in hosts:
-        state = paths.node_state_dir(host.name)
-        if host.kind == MIRROR:
-            names = [discovery_name(paths.name), host_name(paths, host.name)]
-            ca.write_server(state, TLS_NAME, names, [str(host.address.ip), str(host.address6.ip)])
-            (state / MIRROR_CONFIG.name).write_text(mirror_config(paths, host, mirrors))
-        else:
-            (state / CA_CERT.name).write_bytes(ca.cert_pem())
-            (state / NODE_CONFIG.name).write_text(node_config(paths, host))
+        write_host_files(paths, host, mirrors, ca)
+
+
+def write_hosts(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
+    """(Re)write the lab's hosts file in place: every host's bind of it sees the change."""
+    paths.hosts_file.write_text(hosts_text(paths, hosts))
+
+
+def write_host_files(
+    paths: LabPaths, host: NodePlan, mirrors: Sequence[NodePlan], ca: LabCA
+) -> None:
+    """A mirror's certificate and config, or a node's CA certificate and config."""
+    state = paths.node_state_dir(host.name)
+    if host.kind == MIRROR:
+        names = [discovery_name(paths.name), host_name(paths, host.name)]
+        ca.write_server(state, TLS_NAME, names, [str(host.address.ip), str(host.address6.ip)])
+        (state / MIRROR_CONFIG.name).write_text(mirror_config(paths, host, mirrors))
+    else:
+        (state / CA_CERT.name).write_bytes(ca.cert_pem())
+        (state / NODE_CONFIG.name).write_text(node_config(paths, host))

@@ -216,6 +216,13 @@ class LabPaths:
         v4 = mirror_address(index)
         return NodePlan(index, name, self.netns(name), v4, v6_of(v4), MIRROR)
 
+    def plan_host(self, name: str) -> NodePlan:
+        """The plan of an existing host from its name (node or mirror)."""
+        mirror = _MIRROR_RE.match(name)
+        if mirror is not None:
+            return self.plan_mirror(int(mirror.group(1)))
+        return self.plan_node(node_index(name))
+
     @property
     def ca_dir(self) -> Path:
         """The lab's certificate authority (key 0600) and the mirrors' certificates."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from rms.lab.cloud import MIRROR_CONFIG, NODE_CONFIG, write_trust
+from rms.lab.ca import LabCA
+from rms.lab.cloud import MIRROR_CONFIG, NODE_CONFIG, write_host_files, write_hosts, write_trust
 from rms.lab.down import Leftovers, find_leftovers, teardown
 from rms.lab.layout import (
     BRIDGE,
@@ -29,6 +30,7 @@ from rms.lab.layout import (
     LabPaths,
     NodePlan,
     name_option,
+    validate_node_count,
 )
 from rms.lab.mounts import MountDriver
 from rms.lab.netns import NetnsDriver
@@ -92,6 +94,32 @@ def up(
         except BaseException:
             lab.say(undo(lab, lock))
             raise
+
+
+def add(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
+    """Add count nodes to a lab that is up, as new volunteers joining the cloud would."""
+    paths = lab.paths
+    with LabLock(paths.lock_file, paths.name):
+        record = load(paths.state_file)
+        if record is None or record.phase != UP:
+            raise LabError(f"lab {paths.name} is not up; start it with `rms lab up`")
+        first = 1 + max((int(n.name[4:]) for n in record.nodes if n.kind == NODE), default=0)
+        plan = [paths.plan_node(i) for i in range(first, first + count)]
+        hosts = [paths.plan_host(n.name) for n in record.nodes] + plan
+        validate_node_count(len([h for h in hosts if h.kind == NODE]))
+        write_hosts(paths, hosts)
+        ca = LabCA.load(paths.ca_dir)
+        mirrors = [h for h in hosts if h.kind == MIRROR]
+        for node in plan:
+            paths.node_state_dir(node.name).mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_host_files(paths, node, mirrors, ca)
+            record = record.with_node(build_node(lab, node))
+            save(paths.state_file, record)
+            lab.say(f"{node.name} {node.address.ip} added (pid {record.nodes[-1].pids['rms']})")
+        new = {n.name for n in plan}
+        added = LabRecord(record.lab, UP, tuple(n for n in record.nodes if n.name in new))
+        wait_ready(lab, added, ready_timeout(count) if timeout is None else timeout)
+        return record
 
 
 def clear_stale(lab: Lab) -> None:

@@ -11,7 +11,7 @@ import ipaddress
 from ipaddress import IPv6Network
 
 from rms.admission.client import request_admission
-from rms.admission.events import Failed, Outcome
+from rms.admission.events import Busy, Failed, Outcome, Refused
 from rms.admission.newcomer import session_for
 from rms.admission.server import ADMISSION_PORT
 from rms.discovery.record import VpnRecord
@@ -19,6 +19,7 @@ from rms.overlay import guest_addresses
 from rms.vpn.locality import IPAddress
 from rms.vpn.membership import NodeContext
 from rms.vpn.names import management_port, newcomer_guest_interface
+from rms.vpn.trace import JoinTrace
 from rms.wg.errors import WireGuardError
 from rms.wg.model import Endpoint as WgEndpoint
 from rms.wg.model import InterfaceConfig, PeerConfig
@@ -53,7 +54,9 @@ def guest_link(record: VpnRecord, endpoint: WgEndpoint) -> InterfaceConfig:
     )
 
 
-async def knock(ctx: NodeContext, record: VpnRecord, slot: int) -> Outcome:
+async def knock(
+    ctx: NodeContext, record: VpnRecord, slot: int, trace: JoinTrace | None = None
+) -> Outcome:
     """One admission attempt at the record's guardian over a fresh guest link."""
     ours = ctx.locality.public_ips
     target = guardian_endpoint(record, ours)
@@ -70,11 +73,36 @@ async def knock(ctx: NodeContext, record: VpnRecord, slot: int) -> Outcome:
         policy=ctx.policy,
     )
     guardian, _ = guest_addresses(record.vpn_id)
+    outcome: Outcome = Failed(record.vpn_id, "interrupted")
     try:
         await ctx.wireguard.ensure(link)
-        return await request_admission(session, str(guardian.ip), ADMISSION_PORT)
+        outcome = await request_admission(session, str(guardian.ip), ADMISSION_PORT)
     except WireGuardError as e:
-        return Failed(record.vpn_id, f"guest link: {e.message}")
+        outcome = Failed(record.vpn_id, f"guest link: {e.message}")
     finally:
-        with contextlib.suppress(WireGuardError):
-            await ctx.wireguard.remove(link.name)
+        used = await _close_link(ctx, link.name)
+        if trace is not None:
+            trace.attempted(str(record.vpn_id), describe(outcome), used)
+    return outcome
+
+
+def describe(outcome: Outcome) -> str:
+    """One line on how an admission attempt ended; a refusal says why."""
+    if isinstance(outcome, Refused):
+        return f"refused ({outcome.code}): {outcome.text}"
+    if isinstance(outcome, Busy):
+        return f"busy ({outcome.reason})"
+    if isinstance(outcome, Failed):
+        return f"failed: {outcome.reason}"
+    return "admitted"
+
+
+async def _close_link(ctx: NodeContext, name: str) -> int:
+    """Remove the guest link; the bytes it carried (0 if it could not be read)."""
+    used = 0
+    with contextlib.suppress(WireGuardError):
+        state = await ctx.wireguard.state(name)
+        if state is not None:
+            used = sum(p.rx_bytes + p.tx_bytes for p in state.peers)
+        await ctx.wireguard.remove(name)
+    return used

@@ -9,6 +9,7 @@ while later, so that nodes starting together do not each found their own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import random
 import time
@@ -34,6 +35,7 @@ from rms.vpn.join import knock
 from rms.vpn.locality import LocalityError, resolve, usable_addresses
 from rms.vpn.membership import Membership, MembershipEnded, NodeContext
 from rms.vpn.names import free_slot, is_ours, management_port
+from rms.vpn.trace import KEEP, JoinTrace
 from rms.wg.errors import WireGuardError
 from rms.wg.keys import WgPrivateKey
 from rms.wg.manager import WireGuard, open_wireguard
@@ -68,6 +70,8 @@ class VpnManager:
         self.problem: str | None = None
         self.founded = 0
         self._seen: dict[uuid.UUID, VpnRecord] = {}
+        self.joins: collections.deque[JoinTrace] = collections.deque(maxlen=KEEP)
+        self.last_attempt: JoinTrace | None = None
         self._found_after: float | None = None
         self._ctx: NodeContext | None = None
         self._discovery: DiscoveryClient | None = None
@@ -78,6 +82,7 @@ class VpnManager:
     def attach(self, board: StatusBoard) -> None:
         """Add the `vpns` section and the membership health check to the status board."""
         board.add_section("vpns", self.status)
+        board.add_section("vpn_joins", self.join_status)
         board.add_check("vpn", self.health)
 
     async def run(self) -> None:
@@ -139,6 +144,8 @@ class VpnManager:
         slot = free_slot({m.slot for m in self.memberships.values()})
         if slot is None:
             return
+        trace = JoinTrace(started=self._clock())
+        self.last_attempt = trace
         try:
             fetched = await discovery.fetch()
         except DiscoveryUnavailable as e:
@@ -149,10 +156,12 @@ class VpnManager:
         planner = AdmissionPlanner(
             candidates, rng=self.rng, policy=self.policy, exclude=set(self.memberships)
         )
-        result = await run_admission(planner, lambda record: knock(ctx, record, slot))
+        result = await run_admission(planner, lambda record: knock(ctx, record, slot, trace))
         if isinstance(result, Joined):
             self._found_after = None
-            self._adopt(ctx, result.admitted, slot)
+            trace.vpn_id, trace.admitted_at = str(result.admitted.vpn_id), self._clock()
+            self.joins.append(trace)
+            self._adopt(ctx, result.admitted, slot, trace)
         elif isinstance(result, NoVpnFits):
             self._consider_founding(ctx, slot, result)
         elif isinstance(result, ClockIsOff):
@@ -168,12 +177,13 @@ class VpnManager:
         self._seen = {k: r for k, r in self._seen.items() if r.expires_at > now_ms}
         return list(self._seen.values())
 
-    def _adopt(self, ctx: NodeContext, admitted: Admitted, slot: int) -> None:
+    def _adopt(self, ctx: NodeContext, admitted: Admitted, slot: int, trace: JoinTrace) -> None:
         record = self._seen[admitted.vpn_id]
         ledger = RosterLedger(
             admitted.vpn_id, trusted_guardians(record), self.policy, admitted.roster
         )
         membership = Membership(ctx, ledger, slot=slot, wg_key=admitted.wg_private_key)
+        membership.trace = trace
         self._log.info(
             "vpn.joined", vpn=str(admitted.vpn_id), members=len(admitted.roster.roster.members)
         )
@@ -244,6 +254,16 @@ class VpnManager:
         """The `vpns` section of `rms status`."""
         now = self._clock()
         return [m.status(now) for m in self.memberships.values()]
+
+    def join_status(self) -> dict[str, Any]:
+        """The `vpn_joins` section: recent joins, and how the latest attempt went."""
+        last = self.last_attempt
+        return {
+            "founded": self.founded,
+            "joins": [t.as_json() for t in self.joins],
+            "last_attempt": None if last is None else last.as_json(),
+            "problem": self.problem,
+        }
 
     def health(self) -> str | None:
         """A problem when the node is in no VPN after its grace period, or cannot join at all."""

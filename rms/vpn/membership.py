@@ -32,6 +32,7 @@ from rms.overlay import member_address
 from rms.policy import Policy
 from rms.vpn.locality import Locality
 from rms.vpn.names import management_interface, management_port
+from rms.vpn.trace import JoinTrace
 from rms.wg.keys import WgPrivateKey
 from rms.wg.manager import WireGuard
 from rms.wg.model import Endpoint as WgEndpoint
@@ -44,6 +45,7 @@ KEEPALIVE_S = 25  # keeps NAT mappings open (the WireGuard paper, section 6.5)
 BIND_RETRIES = 20
 BIND_RETRY_S = 0.25
 OBSERVE_S = 5.0
+OBSERVE_FAST_S = 0.2
 
 log = structlog.get_logger("rms.vpn")
 
@@ -121,6 +123,7 @@ class Membership:
         self.address: IPv6Interface = member_address(self.vpn_id, ctx.identity.node_id)
         self.interface = management_interface(self.vpn_id)
         self.last_state: InterfaceState | None = None
+        self.trace: JoinTrace | None = None  # how we joined, when we did through admission
         self._dirty = asyncio.Event()
         self._ended = asyncio.Event()
         self._log = log.bind(vpn=str(self.vpn_id))
@@ -218,10 +221,16 @@ class Membership:
             await self.reconcile()
 
     async def _observe(self) -> None:
-        # Status is read synchronously; keep a recent reading of the interface for it.
+        # Status is read synchronously; keep a recent reading of the interface for it. Look
+        # often until the first handshake is seen, so a join's trace gets it on time.
         while True:
-            self.last_state = await self.ctx.wireguard.state(self.interface)
-            await asyncio.sleep(OBSERVE_S)
+            state = await self.ctx.wireguard.state(self.interface)
+            self.last_state = state
+            trace = self.trace
+            if trace is not None and state is not None:
+                trace.handshake_seen([p.last_handshake for p in state.peers if p.last_handshake])
+            waiting = trace is not None and trace.first_handshake_at is None
+            await asyncio.sleep(OBSERVE_FAST_S if waiting else OBSERVE_S)
 
     async def _watch_end(self) -> None:
         await self._ended.wait()

@@ -9,22 +9,17 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from rms.lab.layout import LabPaths, lab_paths
-from rms.lab.mounts import read_mount_points, under
-from rms.lab.netns import NETNS_DIR
-from rms.lab.procs import NsId, nsfs_id, pids_in
+from rms.lab.layout import LabPaths
+from rms.lab.procs import pids_in
+from tests.lab.support import assert_clean, lab, namespaces_of, status_json
 
 pytestmark = [
     pytest.mark.lab,
@@ -55,62 +50,6 @@ for family, addr in ((socket.AF_INET, sys.argv[1]), (socket.AF_INET6, sys.argv[2
         except TimeoutError:
             time.sleep(0.1)
 """
-
-
-def rms(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the `rms` CLI of this checkout."""
-    return subprocess.run(
-        [sys.executable, "-m", "rms", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def lab(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`rms lab SUBCOMMAND --name NAME ARGS…`."""
-    return rms("lab", args[0], "--name", name, *args[1:])
-
-
-@pytest.fixture
-def lab_name() -> Iterator[str]:
-    """A fresh lab name, torn down after the test whatever happened."""
-    name = "t" + secrets.token_hex(4)
-    try:
-        yield name
-    finally:
-        lab(name, "down")
-
-
-def namespaces_of(name: str) -> set[NsId]:
-    """Identities of the lab's network and mount namespaces that exist now."""
-    paths = lab_paths(name)
-    files = [NETNS_DIR / n for n in os.listdir(NETNS_DIR) if paths.owns_netns(n)]
-    if paths.mnt_dir.is_dir():
-        files += list(paths.mnt_dir.iterdir())
-    return {i for i in map(nsfs_id, files) if i is not None}
-
-
-def assert_clean(name: str, seen: set[NsId], pids: list[int]) -> None:
-    """Nothing of the lab is left: namespace, bridge, mount, process or directory."""
-    paths = lab_paths(name)
-    netns = [n for n in os.listdir(NETNS_DIR) if n.startswith(f"{name}-")]
-    assert netns == [], f"namespaces left: {netns}"
-    mounts = under(read_mount_points(), [paths.run_dir, paths.state_dir])
-    assert mounts == [], f"mounts left: {mounts}"
-    assert pids_in(seen) == [], "processes left in the lab's namespaces"
-    assert [p for p in pids if Path(f"/proc/{p}/ns/net").exists()] == []
-    for left in (paths.run_dir, paths.state_dir, paths.lock_file):
-        assert not left.exists(), f"{left} left behind"
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
-    root_links = links.stdout
-    assert "inet0" not in root_links
-
-
-def status_json(name: str) -> tuple[int, dict[str, Any]]:
-    done = lab(name, "status", "--json")
-    return done.returncode, json.loads(done.stdout)
 
 
 class Up:

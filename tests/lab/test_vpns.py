@@ -1,0 +1,190 @@
+"""Management VPNs in the lab, with real wireguard-go: issue 3's acceptance.
+
+12 nodes and 3 discovery mirrors start from nothing. Every node must end up in at least 2
+VPNs, there must be at least 3 VPNs forming a connected graph, and every member must reach
+every other member of each of its VPNs over WireGuard (a UDP echo inside the namespaces).
+Then a guardian and a mirror are killed: new nodes still join, and the surviving mirrors
+still hold every record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab.support import lab, node_statuses, status_json
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+    pytest.mark.timeout(600),
+]
+
+NODES = 12
+ECHO_PORT = 7999
+CONVERGE_S = 240.0
+MESH = str(Path(__file__).with_name("udp_mesh.py"))
+
+Statuses = dict[str, dict[str, Any]]
+
+
+def wait_for(name: str, done: Callable[[Statuses], bool], timeout: float) -> Statuses:
+    """Poll every node's status until `done` holds; fail with the last statuses."""
+    deadline = time.monotonic() + timeout
+    statuses: Statuses = {}
+    while time.monotonic() < deadline:
+        statuses = node_statuses(name)
+        if done(statuses):
+            return statuses
+        time.sleep(2)
+    summary = {
+        n: [(v["uuid"][:8], v["members"]) for v in s.get("vpns", [])] for n, s in statuses.items()
+    }
+    raise AssertionError(f"not converged after {timeout:g} s: {summary}")
+
+
+def all_joined(count: int, want: int) -> Callable[[Statuses], bool]:
+    """Every one of `count` nodes is in `want` VPNs and has a handshake with every peer."""
+
+    def check(statuses: Statuses) -> bool:
+        if len(statuses) < count:
+            return False
+        for status in statuses.values():
+            vpns = status.get("vpns", [])
+            if len(vpns) < want:
+                return False
+            for vpn in vpns:
+                if any(p["handshake_age_s"] is None for p in vpn["peers"]):
+                    return False
+        return True
+
+    return check
+
+
+def vpn_graph(statuses: Statuses) -> tuple[dict[str, set[str]], set[frozenset[str]]]:
+    """VPN id -> its member nodes, and the edges between VPNs that share a node."""
+    members: dict[str, set[str]] = {}
+    edges: set[frozenset[str]] = set()
+    for node, status in statuses.items():
+        ids = [v["uuid"] for v in status["vpns"]]
+        for vpn in ids:
+            members.setdefault(vpn, set()).add(node)
+        edges |= {frozenset((a, b)) for a in ids for b in ids if a != b}
+    return members, edges
+
+
+def connected(vertices: set[str], edges: set[frozenset[str]]) -> bool:
+    """Whether the graph is one component."""
+    start = next(iter(vertices))
+    seen, todo = {start}, [start]
+    while todo:
+        v = todo.pop()
+        for edge in edges:
+            if v in edge:
+                for w in edge - seen:
+                    seen.add(w)
+                    todo.append(w)
+    return seen == vertices
+
+
+def echo_everyone(name: str, statuses: Statuses) -> dict[str, dict[str, bool]]:
+    """From every node, a UDP echo to every other member of each of its VPNs."""
+    servers = []
+    try:
+        for node, status in statuses.items():
+            own = [v["address"] for v in status["vpns"]]
+            argv = [sys.executable, "-m", "rms", "lab", "exec", "--name", name, node, "--"]
+            proc = subprocess.Popen(
+                [*argv, "python", MESH, "serve", str(ECHO_PORT), *own],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            servers.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        results = {}
+        for node, status in statuses.items():
+            targets = [p["address"] for v in status["vpns"] for p in v["peers"]]
+            done = lab(name, "exec", node, "--", "python", MESH, "probe", str(ECHO_PORT), *targets)
+            assert done.returncode == 0, done.stderr
+            results[node] = json.loads(done.stdout)
+        return results
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def stored_vpns(name: str, mirror: str) -> set[str]:
+    """The VPN ids whose records a mirror holds (its replication bundle, full VPNs too),
+    read from inside node1 over HTTPS and verified."""
+    code = (
+        "import asyncio, ssl, time, aiohttp, msgpack\n"
+        "from rms.discovery import verify_record\n"
+        "async def main():\n"
+        "    ctx = ssl.create_default_context(cafile='/var/lib/rms/lab-ca.pem')\n"
+        "    async with aiohttp.ClientSession() as s:\n"
+        f"        r = await s.get('https://{mirror}.{name}.test/records.msgpack', ssl=ctx)\n"
+        "        items = msgpack.unpackb(await r.read())\n"
+        "    ok = [verify_record(i, time.time()) for i in items]\n"
+        "    print(' '.join(str(v.vpn_id) for v in ok if hasattr(v, 'vpn_id')))\n"
+        "asyncio.run(main())\n"
+    )
+    done = lab(name, "exec", "node1", "--", "python", "-c", code)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_twelve_nodes_form_connected_vpns_and_survive_losses(lab_name: str) -> None:
+    up = lab(lab_name, "up", "--nodes", str(NODES), "--mirrors", "3")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    statuses = wait_for(lab_name, all_joined(NODES, 2), CONVERGE_S)
+    members, edges = vpn_graph(statuses)
+    assert len(members) >= 3, members
+    assert connected(set(members), edges), (members, edges)
+    for vpn, nodes in members.items():
+        counts = {
+            statuses[n]["vpns"][[v["uuid"] for v in statuses[n]["vpns"]].index(vpn)]["members"]
+            for n in nodes
+        }
+        assert counts == {len(nodes)}, f"members of {vpn} disagree on its size: {counts}"
+
+    results = echo_everyone(lab_name, statuses)
+    missed = {n: [a for a, ok in r.items() if not ok] for n, r in results.items()}
+    assert all(not m for m in missed.values()), missed
+    assert sum(len(r) for r in results.values()) >= NODES * 2
+
+    before = stored_vpns(lab_name, "mirror2")
+    assert set(members) <= before
+    _, lab_status = status_json(lab_name)
+    guardian = next(
+        n for n, s in statuses.items() if any(v["role"] == "guardian" for v in s["vpns"])
+    )
+    pid = {n["name"]: n["pid"] for n in lab_status["nodes"]}[guardian]
+    os.kill(pid, signal.SIGKILL)
+    mirror_pid = {m["name"]: m["pid"] for m in lab_status["mirrors"]}["mirror1"]
+    os.kill(mirror_pid, signal.SIGKILL)
+
+    added = lab(lab_name, "add", "--nodes", "2")
+    assert added.returncode == 0, added.stdout + added.stderr
+    new = {f"node{NODES + 1}", f"node{NODES + 2}"}
+
+    def newcomers_joined(s: Statuses) -> bool:
+        return all(n in s and len(s[n]["vpns"]) >= 1 for n in new)
+
+    statuses = wait_for(lab_name, newcomers_joined, CONVERGE_S)
+    for node in new:
+        assert statuses[node]["vpns"], statuses[node]
+    for mirror in ("mirror2", "mirror3"):
+        assert before <= stored_vpns(lab_name, mirror), f"{mirror} lost a record"
