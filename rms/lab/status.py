@@ -110,6 +110,26 @@ def live_pid(paths: LabPaths, node: NodeRecord, netns: NetnsDriver) -> int | Non
     return pid if pid is not None and in_namespace(pid, space) else None
 
 
+def reports(
+    paths: LabPaths, nodes: Sequence[NodeRecord], netns: NetnsDriver, timeout: float
+) -> dict[str, dict[str, Any]]:
+    """Every live node's whole `rms status` object, asked at once, by node name."""
+
+    async def one(pid: int) -> dict[str, Any] | None:
+        try:
+            return await ControlClient(control_socket(pid), timeout).status()
+        except (DaemonUnavailable, ControlError):
+            return None
+
+    async def every(pids: list[int]) -> list[dict[str, Any] | None]:
+        return list(await asyncio.gather(*(one(p) for p in pids)))
+
+    live = [(n.name, live_pid(paths, n, netns)) for n in nodes if n.kind == NODE]
+    found = [(name, pid) for name, pid in live if pid is not None]
+    answers = asyncio.run(every([pid for _, pid in found]))
+    return {name: a for (name, _), a in zip(found, answers, strict=True) if a is not None}
+
+
 def query(
     paths: LabPaths, nodes: Sequence[NodeRecord], netns: NetnsDriver, timeout: float
 ) -> list[tuple[str, str | None]]:

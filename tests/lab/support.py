@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -10,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rms.control.client import ControlClient, ControlError, DaemonUnavailable
 from rms.lab.layout import lab_paths
 from rms.lab.mounts import read_mount_points, under
-from rms.lab.netns import NETNS_DIR
+from rms.lab.netns import NETNS_DIR, NetnsDriver
 from rms.lab.procs import NsId, nsfs_id, pids_in
-from rms.lab.status import control_socket
+from rms.lab.state import load
+from rms.lab.status import reports
 
 
 def rms(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -66,17 +65,8 @@ def status_json(name: str) -> tuple[int, dict[str, Any]]:
 
 def node_statuses(name: str) -> dict[str, dict[str, Any]]:
     """Every live node's `rms status` object, asked through its control socket at once."""
-    _, lab_status = status_json(name)
-    nodes = [n for n in lab_status["nodes"] if n["alive"] and n["pid"]]
-
-    async def ask(pid: int) -> dict[str, Any] | None:
-        try:
-            return await ControlClient(control_socket(pid), 10).status()
-        except (DaemonUnavailable, ControlError):
-            return None
-
-    async def ask_all() -> list[dict[str, Any] | None]:
-        return list(await asyncio.gather(*(ask(n["pid"]) for n in nodes)))
-
-    answers = asyncio.run(ask_all())
-    return {n["name"]: a for n, a in zip(nodes, answers, strict=True) if a is not None}
+    paths = lab_paths(name)
+    record = load(paths.state_file)
+    if record is None:
+        return {}
+    return reports(paths, record.nodes, NetnsDriver(), 10.0)
