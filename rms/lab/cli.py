@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rms.lab.cloud import LOCATIONS, NETWORKS, Diversity
 from rms.lab.down import find_leftovers, teardown
 from rms.lab.layout import (
     DEFAULT_LAB,
@@ -70,6 +71,10 @@ def register(sub: Any) -> None:
         type=float,
         help="seconds to wait for every node to report running (default 30 + 1 per node)",
     )
+    p.add_argument(
+        "--locations", type=int, default=LOCATIONS, help="locations nodes are spread over"
+    )
+    p.add_argument("--networks", type=int, default=NETWORKS, help="networks nodes are spread over")
     p.set_defaults(handler=_guarded(handle_up))
     p = labsub.add_parser("add", parents=[common], help="add nodes to a lab that is up")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes to add (default 1)")
@@ -120,7 +125,8 @@ def handle_up(args: argparse.Namespace) -> int:
     lab = _lab(args)
     require_root()
     require_tools()
-    up(lab, args.nodes, args.timeout, args.mirrors)
+    spread = Diversity(args.locations, args.networks)
+    up(lab, args.nodes, args.timeout, args.mirrors, spread)
     return EXIT_OK
 
 

@@ -6,20 +6,24 @@ records), and each host has its own name. The lab's certificate authority signs 
 mirror's HTTPS certificate; nodes trust only that CA for the feed.
 
 Nodes get diverse localities so that guardians' placement rules have something to work on:
-node k is in location `lab-location-((k-1) mod 4)` and network `lab-network-((k-1) mod 6)`.
+node k is in location `lab-location-((k-1) mod L)` and network `lab-network-((k-1) mod N)`,
+L = 4 and N = 6 unless `rms lab up --locations L --networks N` says otherwise.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rms.lab.ca import LabCA
 from rms.lab.layout import MIRROR, LabPaths, NodePlan, discovery_name
+from rms.lab.system import LabUsageError
 
 LOCATIONS = 4
 NETWORKS = 6
+MAX_DIVERSITY = 1000
 MIRROR_PORT = 443
 # Paths as a host sees them inside its own mount namespace (/var/lib/rms is its state dir).
 HOST_STATE = Path("/var/lib/rms")
@@ -28,6 +32,19 @@ MIRROR_CONFIG = HOST_STATE / "mirror.toml"
 CA_CERT = HOST_STATE / "lab-ca.pem"
 TLS_NAME = "tls"
 ANTI_ENTROPY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """How many locations and networks the lab's nodes are spread over (round robin)."""
+
+    locations: int = LOCATIONS
+    networks: int = NETWORKS
+
+    def __post_init__(self) -> None:
+        for value in (self.locations, self.networks):
+            if not 1 <= value <= MAX_DIVERSITY:
+                raise LabUsageError(f"--locations and --networks take 1 to {MAX_DIVERSITY}")
 
 
 def host_name(paths: LabPaths, host: str) -> str:
@@ -57,14 +74,14 @@ def toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def node_config(paths: LabPaths, node: NodePlan) -> str:
+def node_config(paths: LabPaths, node: NodePlan, spread: Diversity = Diversity()) -> str:
     """The rms.toml of a lab node."""
     ips = [str(node.address.ip), str(node.address6.ip)]
     return (
         "[vpn]\n"
         f"public_ips = {toml_list(ips)}\n"
-        f'location = "lab-location-{(node.index - 1) % LOCATIONS}"\n'
-        f'network = "lab-network-{(node.index - 1) % NETWORKS}"\n'
+        f'location = "lab-location-{(node.index - 1) % spread.locations}"\n'
+        f'network = "lab-network-{(node.index - 1) % spread.networks}"\n'
         "\n[discovery]\n"
         f"urls = {toml_list([feed_url(paths)])}\n"
         f'ca_file = "{CA_CERT}"\n'
@@ -92,7 +109,7 @@ def mirror_config(paths: LabPaths, mirror: NodePlan, mirrors: Sequence[NodePlan]
     )
 
 
-def write_trust(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
+def write_trust(paths: LabPaths, hosts: Sequence[NodePlan], spread: Diversity) -> None:
     """Make the lab CA, then every host's certificate or trust file, config and /etc/hosts."""
     ca = LabCA.create(f"True Cloud lab {paths.name} CA")
     ca.save(paths.ca_dir)
@@ -100,7 +117,7 @@ def write_trust(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
     write_hosts(paths, hosts)
     mirrors = [h for h in hosts if h.kind == MIRROR]
     for host in hosts:
-        write_host_files(paths, host, mirrors, ca)
+        write_host_files(paths, host, mirrors, ca, spread)
 
 
 def write_hosts(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
@@ -109,7 +126,11 @@ def write_hosts(paths: LabPaths, hosts: Sequence[NodePlan]) -> None:
 
 
 def write_host_files(
-    paths: LabPaths, host: NodePlan, mirrors: Sequence[NodePlan], ca: LabCA
+    paths: LabPaths,
+    host: NodePlan,
+    mirrors: Sequence[NodePlan],
+    ca: LabCA,
+    spread: Diversity,
 ) -> None:
     """A mirror's certificate and config, or a node's CA certificate and config."""
     state = paths.node_state_dir(host.name)
@@ -119,4 +140,4 @@ def write_host_files(
         (state / MIRROR_CONFIG.name).write_text(mirror_config(paths, host, mirrors))
     else:
         (state / CA_CERT.name).write_bytes(ca.cert_pem())
-        (state / NODE_CONFIG.name).write_text(node_config(paths, host))
+        (state / NODE_CONFIG.name).write_text(node_config(paths, host, spread))

@@ -44,6 +44,8 @@ class LabRecord:
     phase: str
     nodes: tuple[NodeRecord, ...] = ()
     created: float = 0.0
+    locations: int = 4  # how nodes are spread (rms.lab.cloud.Diversity), for `lab add`
+    networks: int = 6
 
     def with_node(self, node: NodeRecord) -> LabRecord:
         """This record with node added or replaced."""
@@ -64,7 +66,8 @@ class LabRecord:
         try:
             raw: dict[str, Any] = json.loads(text)
             nodes = tuple(NodeRecord(**n) for n in raw["nodes"])
-            return cls(str(raw["lab"]), str(raw["phase"]), nodes, float(raw["created"]))
+            spread = (int(raw.get("locations", 4)), int(raw.get("networks", 6)))
+            return cls(str(raw["lab"]), str(raw["phase"]), nodes, float(raw["created"]), *spread)
         except (ValueError, KeyError, TypeError) as e:
             raise LabError(f"the lab's state file is damaged ({e}); run `rms lab down`") from e
 

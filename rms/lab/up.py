@@ -14,12 +14,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 from rms.lab.ca import LabCA
-from rms.lab.cloud import MIRROR_CONFIG, NODE_CONFIG, write_host_files, write_hosts, write_trust
+from rms.lab.cloud import (
+    MIRROR_CONFIG,
+    NODE_CONFIG,
+    Diversity,
+    write_host_files,
+    write_hosts,
+    write_trust,
+)
 from rms.lab.down import Leftovers, find_leftovers, teardown
 from rms.lab.layout import (
     BRIDGE,
@@ -79,7 +86,11 @@ def ready_timeout(count: int) -> float:
 
 
 def up(
-    lab: Lab, count: int, timeout: float | None = None, mirrors: int = DEFAULT_MIRRORS
+    lab: Lab,
+    count: int,
+    timeout: float | None = None,
+    mirrors: int = DEFAULT_MIRRORS,
+    spread: Diversity | None = None,
 ) -> LabRecord:
     """Build the lab with count nodes and its mirrors, and wait until each node runs."""
     plan = [*lab.paths.plan_mirrors(mirrors), *lab.paths.plan(count)]
@@ -88,7 +99,7 @@ def up(
         clear_stale(lab)
         try:
             with interrupt_on_term():
-                return build(lab, plan, timeout)
+                return build(lab, plan, timeout, spread or Diversity())
         except LabError as e:
             raise LabError(f"{e}\n{undo(lab, lock)}") from e
         except BaseException:
@@ -112,12 +123,12 @@ def add(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
         mirrors = [h for h in hosts if h.kind == MIRROR]
         for node in plan:
             paths.node_state_dir(node.name).mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_host_files(paths, node, mirrors, ca)
+            write_host_files(paths, node, mirrors, ca, Diversity(record.locations, record.networks))
             record = record.with_node(build_node(lab, node))
             save(paths.state_file, record)
             lab.say(f"{node.name} {node.address.ip} added (pid {record.nodes[-1].pids['rms']})")
         new = {n.name for n in plan}
-        added = LabRecord(record.lab, UP, tuple(n for n in record.nodes if n.name in new))
+        added = replace(record, nodes=tuple(n for n in record.nodes if n.name in new))
         wait_ready(lab, added, ready_timeout(count) if timeout is None else timeout)
         return record
 
@@ -155,7 +166,7 @@ def _complete(lab: Lab, record: LabRecord, left: Leftovers) -> bool:
     return wanted <= set(left.netns)
 
 
-def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
+def build(lab: Lab, plan: Sequence[NodePlan], timeout: float, spread: Diversity) -> LabRecord:
     """Make the internet, every node, then wait for them; returns the final record."""
     started = time.monotonic()
     paths = lab.paths
@@ -164,7 +175,7 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
         f"lab {paths.name}: building {len(nodes)} nodes and {len(plan) - len(nodes)} "
         f"discovery mirrors on {NET4} (bridge {BRIDGE} in netns {paths.inet_netns})"
     )
-    record = LabRecord(paths.name, BUILDING, (), time.time())
+    record = LabRecord(paths.name, BUILDING, (), time.time(), spread.locations, spread.networks)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     save(paths.state_file, record)
     lab.mounts.make_private_dir(paths.mnt_dir)
@@ -172,7 +183,7 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
     lab.netns.add_bridge(paths.inet_netns)
     for host in plan:
         paths.node_state_dir(host.name).mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_trust(paths, plan)
+    write_trust(paths, plan, spread)
     for host in plan:
         record = record.with_node(build_node(lab, host))
         save(paths.state_file, record)
@@ -180,7 +191,7 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float) -> LabRecord:
         total = len(nodes) if host.kind == NODE else len(plan) - len(nodes)
         lab.say(f"[{host.index}/{total}] {host.name} {host.address.ip} started (pid {pid})")
     wait_ready(lab, record, timeout)
-    record = LabRecord(record.lab, UP, record.nodes, record.created)
+    record = replace(record, phase=UP)
     save(paths.state_file, record)
     lab.say(
         f"lab {paths.name} is up: {len(nodes)} nodes running, built in "

@@ -188,3 +188,30 @@ def test_twelve_nodes_form_connected_vpns_and_survive_losses(lab_name: str) -> N
         assert statuses[node]["vpns"], statuses[node]
     for mirror in ("mirror2", "mirror3"):
         assert before <= stored_vpns(lab_name, mirror), f"{mirror} lost a record"
+
+
+def test_a_newcomer_that_does_not_fit_is_told_why(lab_name: str) -> None:
+    # One network for every node: a VPN takes at most 3 members of a network (rms/policy.py),
+    # so with 5 nodes someone is refused by a VPN that has room, and says why in its status.
+    up = lab(lab_name, "up", "--nodes", "5", "--networks", "1")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    def refused_somewhere(statuses: Statuses) -> bool:
+        return any("refused (network)" in line for line in outcomes(statuses))
+
+    statuses = wait_for(lab_name, refused_somewhere, CONVERGE_S)
+    told = [line for line in outcomes(statuses) if "refused (network)" in line]
+    assert "too many members from network" in told[0]
+    for status in statuses.values():
+        for vpn in status["vpns"]:
+            assert vpn["members"] <= 3, vpn
+
+
+def outcomes(statuses: Statuses) -> list[str]:
+    """Every admission outcome the nodes remember (latest attempts and finished joins)."""
+    lines = []
+    for status in statuses.values():
+        joins = status["vpn_joins"]
+        for trace in [joins["last_attempt"] or {}, *joins["joins"]]:
+            lines += trace.get("outcomes", [])
+    return lines
