@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +41,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     configure_logging(config.log.format, config.log.level)
     try:
-        asyncio.run(MirrorService(config).run())
+        servicecli.run_async(MirrorService(config).run())
     except ServiceError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
