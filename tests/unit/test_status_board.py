@@ -60,7 +60,26 @@ def test_table_shows_base_fields_and_sections() -> None:
     assert "state      running" in text
     assert "uptime     1h 2m 5s" in text
     assert "DHT\n  routing_table: 12\n  records: 3" in text
-    assert "VPNS\n  (none)" in text
+    assert "VPNS\n  (in no management VPN yet)" in text
+
+
+def test_vpns_render_as_a_table_with_handshake_ages() -> None:
+    vpn = {
+        "uuid": "9b154c79-b1eb-8ec7-9443-f5c60476188a",
+        "role": "guardian",
+        "members": 3,
+        "address": "fd17:f4c2:efa3:0:1::1",
+        "peers": [{"handshake_age_s": 4.2}, {"handshake_age_s": 21.0}, {"handshake_age_s": None}],
+    }
+    b = board()
+    b.set_state(NodeState.RUNNING)
+    b.add_section("vpns", lambda: [vpn])
+    lines = render_table(b.snapshot(1)).splitlines()
+    head = lines.index("VPNS")
+    assert lines[head + 1].split() == ["UUID", "ROLE", "MEMBERS", "ADDRESS", "HANDSHAKES"]
+    row = lines[head + 2]
+    assert row.startswith("  9b154c79-b1eb-8ec7-9443-f5c60476188a  guardian  3")
+    assert row.endswith("2/3 peers, last 4-21 s ago")
 
 
 @pytest.mark.parametrize(
