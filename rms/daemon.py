@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+from aiohttp import web
 
 from rms import __version__, sdnotify
 from rms.config import Config
@@ -42,12 +43,17 @@ class Daemon:
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self.board = StatusBoard(identity.node_id_hex, __version__, os.getpid(), started)
         self._services: dict[str, Service] = {}
+        self._routes: list[web.RouteDef] = []
         self._stop = asyncio.Event()
         self._started_at = 0.0
 
     def add_service(self, name: str, service: Service) -> None:
         """Run `service` as a named task of the daemon's task group."""
         self._services[name] = service
+
+    def add_routes(self, routes: list[web.RouteDef]) -> None:
+        """Serve these routes on the control API too (before `run`)."""
+        self._routes += routes
 
     def request_stop(self, reason: str = "requested") -> None:
         """Begin an orderly shutdown (signal handlers and tests call this)."""
@@ -65,6 +71,7 @@ class Daemon:
         self._started_at = loop.time()
         gid = admin_gid(self.config.control.admin_group)
         app = create_app(self.board, AccessPolicy(admin_gid=gid), self.uptime)
+        app.add_routes(self._routes)
         server = ControlServer(app, self.config.control.socket, gid)
         await server.start()
         self._install_signal_handlers(loop)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from rms import __version__
 from rms.cli import run as run_cmd
 from rms.cli import status as status_cmd
+from rms.cli import vpn as vpn_cmd
 from rms.lab import cli as lab_cmd
 
 EXIT_OK = 0
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run_cmd.register(sub)
     status_cmd.register(sub)
+    vpn_cmd.register(sub)
     lab_cmd.register(sub)
     return parser
 

@@ -52,6 +52,7 @@ def run_daemon(config: Config) -> None:
             vpns = VpnManager(config, identity)
             vpns.attach(daemon.board)
             daemon.add_service("vpn", vpns.run)
+            daemon.add_routes(vpns.routes())
         _run(daemon.run())
 
 

@@ -32,13 +32,20 @@ class ControlClient:
 
     async def get_json(self, route: str) -> dict[str, Any]:
         """GET a route and return its JSON object."""
+        return await self._request("GET", route)
+
+    async def post_json(self, route: str) -> dict[str, Any]:
+        """POST to a route (no body) and return its JSON object."""
+        return await self._request("POST", route)
+
+    async def _request(self, method: str, route: str) -> dict[str, Any]:
         if not self._path.exists():
             raise DaemonUnavailable(f"daemon not running (no control socket at {self._path})")
         connector = aiohttp.UnixConnector(path=str(self._path))
         try:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,
-                session.get(f"http://rms{route}") as resp,
+                session.request(method, f"http://rms{route}") as resp,
             ):
                 body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
                 return _parse(resp.status, body)
@@ -57,7 +64,7 @@ class ControlClient:
 def _parse(status: int, body: bytes) -> dict[str, Any]:
     if len(body) > MAX_RESPONSE_BYTES:
         raise ControlError("control API answer is too large")
-    if status != 200:
+    if status not in (200, 202):
         text = body.decode("utf-8", "replace").strip()[:200]
         raise ControlError(f"control API refused ({status}): {text}")
     try:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from rms.admission.client import run_admission
 from rms.admission.events import Admitted
@@ -45,6 +46,7 @@ JOIN_INTERVAL_S = 3.0  # between attempts while below target
 SETTLED_INTERVAL_S = 30.0  # between checks once at target
 FOUND_JITTER_S = 8.0  # the second look before founding comes this long after, at most
 STARTUP_GRACE_S = 180.0  # in no VPN for longer than this is a health problem
+LEFT_HOLD_S = 600.0  # a VPN this node was told to leave is not joined again for this long
 
 log = structlog.get_logger("rms.vpn")
 
@@ -73,6 +75,7 @@ class VpnManager:
         self.joins: collections.deque[JoinTrace] = collections.deque(maxlen=KEEP)
         self.last_attempt: JoinTrace | None = None
         self._found_after: float | None = None
+        self._left: dict[uuid.UUID, float] = {}
         self._ctx: NodeContext | None = None
         self._discovery: DiscoveryClient | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -153,9 +156,10 @@ class VpnManager:
             return
         self.problem = None
         candidates = self._remember(fetched.records.values())
-        planner = AdmissionPlanner(
-            candidates, rng=self.rng, policy=self.policy, exclude=set(self.memberships)
-        )
+        now = self._clock()
+        self._left = {v: until for v, until in self._left.items() if until > now}
+        exclude = set(self.memberships) | set(self._left)
+        planner = AdmissionPlanner(candidates, rng=self.rng, policy=self.policy, exclude=exclude)
         result = await run_admission(planner, lambda record: knock(ctx, record, slot, trace))
         if isinstance(result, Joined):
             self._found_after = None
@@ -254,6 +258,44 @@ class VpnManager:
         """The `vpns` section of `rms status`."""
         now = self._clock()
         return [m.status(now) for m in self.memberships.values()]
+
+    def membership(self, vpn_id: uuid.UUID) -> Membership:
+        """The membership of that VPN; KeyError when this node is not in it."""
+        return self.memberships[vpn_id]
+
+    def routes(self) -> list[web.RouteDef]:
+        """The control API routes of the manager: leave a VPN, rotate this node's key in one."""
+        return [
+            web.post("/v1/vpns/{vpn}/leave", self._http_leave),
+            web.post("/v1/vpns/{vpn}/rotate", self._http_rotate),
+        ]
+
+    async def _http_leave(self, request: web.Request) -> web.Response:
+        membership = self._requested(request)
+        try:
+            membership.leave()
+        except ValueError as e:  # a guardian cannot leave (yet)
+            raise web.HTTPConflict(text=str(e)) from None
+        self._left[membership.vpn_id] = self._clock() + LEFT_HOLD_S
+        return web.json_response({"vpn": str(membership.vpn_id), "requested": "leave"}, status=202)
+
+    async def _http_rotate(self, request: web.Request) -> web.Response:
+        membership = self._requested(request)
+        try:
+            key = membership.rotate().public_key()
+        except RuntimeError as e:
+            raise web.HTTPConflict(text=str(e)) from None
+        body = {"vpn": str(membership.vpn_id), "requested": "rotate", "public_key": key.base64()}
+        return web.json_response(body, status=202)
+
+    def _requested(self, request: web.Request) -> Membership:
+        try:
+            vpn_id = uuid.UUID(request.match_info["vpn"])
+            return self.membership(vpn_id)
+        except ValueError:
+            raise web.HTTPBadRequest(text="not a VPN id") from None
+        except KeyError:
+            raise web.HTTPNotFound(text="this node is not a member of that VPN") from None
 
     def join_status(self) -> dict[str, Any]:
         """The `vpn_joins` section: recent joins, and how the latest attempt went."""

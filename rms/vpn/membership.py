@@ -46,6 +46,8 @@ BIND_RETRIES = 20
 BIND_RETRY_S = 0.25
 OBSERVE_S = 5.0
 OBSERVE_FAST_S = 0.2
+ROTATE_SWITCH_S = 2.0  # time for a rotation request to reach the guardians
+ROTATE_CONFIRM_S = 30.0  # a new key no roster shows by then is given up
 
 log = structlog.get_logger("rms.vpn")
 
@@ -124,8 +126,10 @@ class Membership:
         self.interface = management_interface(self.vpn_id)
         self.last_state: InterfaceState | None = None
         self.trace: JoinTrace | None = None  # how we joined, when we did through admission
+        self.pending_key: WgPrivateKey | None = None  # asked for, not yet in the roster
         self._dirty = asyncio.Event()
         self._ended = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
         self._log = log.bind(vpn=str(self.vpn_id))
 
     @property
@@ -155,6 +159,7 @@ class Membership:
         await self.reconcile()
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 tg.create_task(self._serve_rpc(), name=f"vpn-{self.interface}-rpc")
                 tg.create_task(self._reconcile_loop(), name=f"vpn-{self.interface}-wg")
                 tg.create_task(self._watch_end(), name=f"vpn-{self.interface}-end")
@@ -162,10 +167,51 @@ class Membership:
                 if self.guardian is not None:
                     tg.create_task(self.guardian.run(), name=f"vpn-{self.interface}-guardian")
         finally:
+            self._tg = None
             await self.close()
+
+    def leave(self) -> None:
+        """Ask the guardians to remove this node; the membership ends when the roster says so."""
+        self.service.submit(self.sync.request_leave(self.ctx.clock()))
+
+    def rotate(self) -> WgPrivateKey:
+        """Start changing this node's WireGuard key in the VPN; returns the new key."""
+        if self._tg is None:
+            raise RuntimeError(f"the VPN {self.vpn_id} is not running")
+        key = WgPrivateKey.generate()
+        self.pending_key = key
+        self._tg.create_task(self._rotation(key), name=f"vpn-{self.interface}-rotate")
+        return key
+
+    async def _rotation(self, key: WgPrivateKey) -> None:
+        # The request must leave under the old key; the roster that carries the new one can
+        # only reach us under the new key (the others reconfigure as soon as they hold it).
+        # So: ask, give the request time to arrive, switch, and go back if no roster confirms.
+        old = self.wg_key
+        self.service.submit(self.sync.request_rotation(key.public_key(), self.ctx.clock()))
+        await asyncio.sleep(ROTATE_SWITCH_S)
+        if self.pending_key is key:
+            self.wg_key = key
+            self._dirty.set()
+        for _ in range(int(ROTATE_CONFIRM_S)):
+            if self.pending_key is not key:
+                return
+            await asyncio.sleep(1.0)
+        self._log.warning("vpn.rotation_unconfirmed", kept="the old key")
+        self.wg_key, self.pending_key = old, None
+        self._dirty.set()
+
+    def _take_rotated_key(self) -> None:
+        me = self.roster.member(self.ctx.identity.public_key)
+        pending = self.pending_key
+        if pending is not None and me is not None and me.wg_public_key == pending.public_key():
+            # Confirmed by the roster (at once for a guardian, which issues it itself).
+            self.wg_key, self.pending_key = pending, None
+            self._log.info("vpn.key_rotated", public_key=pending.public_key().base64()[:8])
 
     async def reconcile(self) -> None:
         """Make the interface match the roster held now."""
+        self._take_rotated_key()
         config = interface_config(
             self.vpn_id, self.slot, self.wg_key, self.roster, self.ctx.identity
         )
@@ -241,6 +287,7 @@ def _peer_status(member: Member, handshakes: dict[Any, float | None], now: float
     last = handshakes.get(member.wg_public_key)
     return {
         "node_id": member.node_id.hex()[:16],
+        "wg_public_key": member.wg_public_key.base64(),
         "address": str(member.address),
         "endpoint": None if member.endpoint is None else str(member.endpoint),
         "handshake_age_s": None if last is None else round(max(0.0, now - last), 1),

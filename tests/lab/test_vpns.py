@@ -215,3 +215,51 @@ def outcomes(statuses: Statuses) -> list[str]:
         for trace in [joins["last_attempt"] or {}, *joins["joins"]]:
             lines += trace.get("outcomes", [])
     return lines
+
+
+def test_key_rotation_and_leaving_update_every_member(lab_name: str) -> None:
+    up = lab(lab_name, "up", "--nodes", "4")
+    assert up.returncode == 0, up.stdout + up.stderr
+    statuses = wait_for(lab_name, all_joined(4, 2), CONVERGE_S)
+    node, vpn = next(
+        (n, v["uuid"]) for n, s in statuses.items() for v in s["vpns"] if v["role"] == "member"
+    )
+    node_id = statuses[node]["node_id"][:16]
+
+    rotated = lab(lab_name, "exec", node, "--", "rms", "vpn", "rotate", vpn)
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = rotated.stdout.strip().rsplit(" ", 1)[-1]
+
+    def everyone_uses_the_new_key(s: Statuses) -> bool:
+        views = [
+            p
+            for other, status in s.items()
+            if other != node
+            for v in status["vpns"]
+            if v["uuid"] == vpn
+            for p in v["peers"]
+            if p["node_id"] == node_id
+        ]
+        fresh = [p for p in views if p["handshake_age_s"] is not None]
+        return bool(views) and all(p["wg_public_key"] == new_key for p in views) and bool(fresh)
+
+    wait_for(lab_name, everyone_uses_the_new_key, 60)
+    results = echo_everyone(lab_name, node_statuses(lab_name))
+    assert all(all(r.values()) for r in results.values()), results
+
+    left = lab(lab_name, "exec", node, "--", "rms", "vpn", "leave", vpn)
+    assert left.returncode == 0, left.stderr
+
+    def gone(s: Statuses) -> bool:
+        mine = [v["uuid"] for v in s[node]["vpns"]]
+        others = [
+            p["node_id"]
+            for other, status in s.items()
+            if other != node
+            for v in status["vpns"]
+            if v["uuid"] == vpn
+            for p in v["peers"]
+        ]
+        return vpn not in mine and node_id not in others
+
+    wait_for(lab_name, gone, 60)
