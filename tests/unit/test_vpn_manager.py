@@ -7,10 +7,14 @@ founding restraint, rollback protection of records, and join traces.
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 import uuid
 from ipaddress import IPv6Network
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from rms.admission.events import Busy, Failed, Refused
 from rms.admission.planner import NoVpnFits
@@ -184,3 +188,27 @@ def test_a_join_trace_takes_the_first_handshake_after_admission() -> None:
     assert summary["attempts"] == 2 and summary["guest_bytes"] == 3000
     assert summary["admitted_s"] == 1.5 and summary["first_handshake_s"] == 1.8
     assert summary["outcomes"][-1].endswith("admitted")
+
+
+async def test_leave_and_rotate_routes_refuse_bad_requests() -> None:
+    app = web.Application()
+    app.add_routes(manager([NOW]).routes())
+    async with TestClient(TestServer(app)) as client:
+        bad = await client.post("/v1/vpns/not-a-uuid/leave")
+        assert bad.status == 400
+        unknown = await client.post(f"/v1/vpns/{uuid.UUID(int=9)}/rotate")
+        assert unknown.status == 404
+        assert "not a member" in await unknown.text()
+        wrong_method = await client.get(f"/v1/vpns/{uuid.UUID(int=9)}/leave")
+        assert wrong_method.status == 405
+
+
+def test_the_vpn_command_refuses_a_malformed_id() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rms", "vpn", "leave", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "not a VPN UUID" in done.stderr
