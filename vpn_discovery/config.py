@@ -31,28 +31,17 @@ level = "info"
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
 from dataclasses import dataclass, field
-from math import isfinite
 from pathlib import Path
 from typing import Any
 
 from rms.discovery.feed import MAX_FEED_ITEMS
+from rms.tomlconfig import LOG_FORMATS, LOG_LEVELS, ConfigError, build, read_toml
+from rms.tomlconfig import require as _require
+
+__all__ = ["DEFAULT_CONFIG_PATH", "ConfigError", "MirrorConfig", "load_config", "parse_config"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/vpn-discovery/vpn-discovery.toml")
-MAX_CONFIG_BYTES = 256 * 1024
-LOG_FORMATS = ("auto", "console", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the file, the key and why."""
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -144,67 +133,9 @@ class MirrorConfig:
 
 def load_config(path: Path) -> MirrorConfig:
     """Read and check the TOML file at `path`; raises ConfigError."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-    _require(len(data) <= MAX_CONFIG_BYTES, f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    try:
-        return parse_config(raw)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    return build(MirrorConfig, read_toml(path, required=True), source=str(path))
 
 
 def parse_config(raw: dict[str, Any]) -> MirrorConfig:
     """Build the configuration from parsed TOML; raises ConfigError."""
-    sections = {f.name: f for f in dataclasses.fields(MirrorConfig)}
-    unknown = sorted(set(raw) - set(sections))
-    _require(not unknown, f"unknown section(s) {', '.join(unknown)}")
-    built: dict[str, Any] = {}
-    for name, section in raw.items():
-        _require(isinstance(section, dict), f"[{name}] must be a table")
-        built[name] = _section(name, _section_type(name), section)
-    return MirrorConfig(**built)
-
-
-def _section_type(name: str) -> type[Any]:
-    default = next(f for f in dataclasses.fields(MirrorConfig) if f.name == name)
-    factory: Any = default.default_factory
-    return type(factory())
-
-
-def _section(name: str, cls: type[Any], values: dict[str, Any]) -> Any:
-    defaults = cls()
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    _require(not unknown, f"unknown key(s) in [{name}]: {', '.join(unknown)}")
-    kwargs = {k: _coerce(f"{name}.{k}", getattr(defaults, k), v) for k, v in values.items()}
-    return cls(**kwargs)
-
-
-def _coerce(where: str, default: object, value: object) -> object:
-    """Check a TOML value against the type of the field's default."""
-    if isinstance(default, Path):
-        if isinstance(value, str) and value and "\0" not in value:
-            return Path(value)
-        raise ConfigError(f"{where} must be a non-empty path")
-    if isinstance(default, str):
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string")
-    if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
-            return float(value)
-        raise ConfigError(f"{where} must be a finite number")
-    if isinstance(default, int):
-        if type(value) is int:
-            return value
-        raise ConfigError(f"{where} must be a whole number")
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ConfigError(f"{where} must be a list of strings")
+    return build(MirrorConfig, raw, source="config")

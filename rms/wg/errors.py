@@ -16,12 +16,12 @@ import re
 _KEY_SHAPES = re.compile(
     r"(?<![0-9A-Za-z+/])([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)(?![0-9A-Za-z+/=])"
 )
-KEY_PLACEHOLDER = "[key]"
+KEY_MASK = "[key]"
 
 
 def scrub(text: str) -> str:
     """Replace everything in text that looks like a whole WireGuard key."""
-    return _KEY_SHAPES.sub(KEY_PLACEHOLDER, text)
+    return _KEY_SHAPES.sub(KEY_MASK, text)
 
 
 class WireGuardError(Exception):

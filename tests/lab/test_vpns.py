@@ -85,14 +85,14 @@ def vpn_graph(statuses: Statuses) -> tuple[dict[str, set[str]], set[frozenset[st
 def connected(vertices: set[str], edges: set[frozenset[str]]) -> bool:
     """Whether the graph is one component."""
     start = next(iter(vertices))
-    seen, todo = {start}, [start]
-    while todo:
-        v = todo.pop()
+    seen, frontier = {start}, [start]
+    while frontier:
+        v = frontier.pop()
         for edge in edges:
             if v in edge:
                 for w in edge - seen:
                     seen.add(w)
-                    todo.append(w)
+                    frontier.append(w)
     return seen == vertices
 
 

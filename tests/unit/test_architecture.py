@@ -22,6 +22,7 @@ RMS_LIBRARY = (
     "rms.control.client",
     "rms.logs",
     "rms.servicecli",
+    "rms.tomlconfig",
     "rms.discovery",
     "rms.policy",
     "rms.overlay",

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from rms.wg import uapi
 from rms.wg.changes import AddPeer, SetPrivateKey, describe_all
-from rms.wg.errors import KEY_PLACEHOLDER, UapiError, WireGuardError, os_error, scrub
+from rms.wg.errors import KEY_MASK, UapiError, WireGuardError, os_error, scrub
 from rms.wg.fake import FakeDriver
 from rms.wg.keys import WgPrivateKey, WgPublicKey
 from rms.wg.manager import EnsureResult, WireGuard
@@ -51,7 +51,7 @@ def test_scrub_blanks_whole_keys_in_both_spellings() -> None:
     b64 = base64.b64encode(KEY.raw).decode()
     text = scrub(f"private_key={KEY.hex()} key {b64}, and {KEY.hex().upper()}.")
     assert_clean(text)
-    assert text.count(KEY_PLACEHOLDER) == 3
+    assert text.count(KEY_MASK) == 3
     # Shorter hex (an errno, a short key fingerprint) stays readable.
     assert scrub("errno=-98 peer AbCd…wxyz 0123abcd") == "errno=-98 peer AbCd…wxyz 0123abcd"
 
