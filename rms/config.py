@@ -36,15 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rms.tomlconfig import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    MAX_CONFIG_BYTES,
-    ConfigError,
-    build,
-    read_toml,
-    require,
-)
+from rms.tomlconfig import MAX_CONFIG_BYTES, ConfigError, LogSection, build, read_toml, require
 
 __all__ = ["DEFAULT_CONFIG_PATH", "MAX_CONFIG_BYTES", "Config", "ConfigError", "load_config"]
 
@@ -65,18 +57,6 @@ class ControlSection:
 
     socket: Path = Path("/run/rms/control.sock")
     admin_group: str = "rms-admin"
-
-
-@dataclass(frozen=True)
-class LogSection:
-    """How the daemon logs."""
-
-    format: str = "auto"
-    level: str = "info"
-
-    def __post_init__(self) -> None:
-        require(self.format in LOG_FORMATS, f"log.format must be one of {', '.join(LOG_FORMATS)}")
-        require(self.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from math import isfinite
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,18 @@ T = TypeVar("T")
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LogSection:
+    """How a program logs: the `[log]` section every True Cloud program has."""
+
+    format: str = "auto"  # auto (console on a terminal, JSON otherwise) | console | json
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        require(self.format in LOG_FORMATS, f"log.format must be one of {', '.join(LOG_FORMATS)}")
+        require(self.level in LOG_LEVELS, f"log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
 class _EnvValue(str):

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rms.discovery.feed import MAX_FEED_ITEMS
-from rms.tomlconfig import LOG_FORMATS, LOG_LEVELS, ConfigError, build, read_toml
+from rms.tomlconfig import ConfigError, LogSection, build, read_toml
 from rms.tomlconfig import require as _require
 
 __all__ = ["DEFAULT_CONFIG_PATH", "ConfigError", "MirrorConfig", "load_config", "parse_config"]
@@ -106,18 +106,6 @@ class PeersSection:
         _require(self.anti_entropy_s > 0, "peers.anti_entropy_s must be positive")
         _require(self.timeout_s > 0, "peers.timeout_s must be positive")
         _require(self.max_sync_bytes >= 1024, "peers.max_sync_bytes must be at least 1024")
-
-
-@dataclass(frozen=True)
-class LogSection:
-    """How the mirror logs."""
-
-    format: str = "auto"
-    level: str = "info"
-
-    def __post_init__(self) -> None:
-        _require(self.format in LOG_FORMATS, f"log.format must be one of {LOG_FORMATS}")
-        _require(self.level in LOG_LEVELS, f"log.level must be one of {LOG_LEVELS}")
 
 
 @dataclass(frozen=True)
