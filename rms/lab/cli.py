@@ -42,7 +42,7 @@ from rms.lab.system import (
     require_tools,
     tool_path,
 )
-from rms.lab.up import Lab, add, up
+from rms.lab.up import Lab, add, restart, up
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -80,6 +80,10 @@ def register(sub: Any) -> None:
     p.add_argument("--nodes", type=int, default=1, help="number of nodes to add (default 1)")
     p.add_argument("--timeout", type=float, help="seconds to wait for them to report running")
     p.set_defaults(handler=_guarded(handle_add))
+    p = labsub.add_parser("restart", parents=[common], help="restart a host's main program")
+    p.add_argument("node", help="node1, … or mirror1, …")
+    p.add_argument("--kill", action="store_true", help="SIGKILL instead of an orderly stop")
+    p.set_defaults(handler=_guarded(handle_restart))
     p = labsub.add_parser("status", parents=[common], help="list the nodes and their state")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_guarded(handle_status))
@@ -136,6 +140,15 @@ def handle_add(args: argparse.Namespace) -> int:
     require_root()
     require_tools()
     add(lab, args.nodes, args.timeout)
+    return EXIT_OK
+
+
+def handle_restart(args: argparse.Namespace) -> int:
+    """Restart one host's daemon, as a crash or an upgrade would."""
+    lab = _lab(args)
+    validate_host_name(args.node)
+    require_root()
+    restart(lab, args.node, hard=args.kill)
     return EXIT_OK
 
 

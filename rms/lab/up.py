@@ -7,6 +7,7 @@ cleaned by the next `up` or `down`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -41,7 +42,7 @@ from rms.lab.layout import (
 )
 from rms.lab.mounts import MountDriver
 from rms.lab.netns import NetnsDriver
-from rms.lab.procs import exit_status, spawn_detached
+from rms.lab.procs import NsId, exit_status, in_namespace, ns_id, spawn_detached, stop_all
 from rms.lab.state import BUILDING, UP, LabLock, LabRecord, NodeRecord, load, save
 from rms.lab.status import MIRROR_PROGRAM, RUNNING, enter_argv, query, rms_argv
 from rms.lab.system import LabError, node_environ, tool_path
@@ -131,6 +132,43 @@ def add(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
         added = replace(record, nodes=tuple(n for n in record.nodes if n.name in new))
         wait_ready(lab, added, ready_timeout(count) if timeout is None else timeout)
         return record
+
+
+def restart(lab: Lab, host: str, *, hard: bool = False, timeout: float = 30.0) -> NodeRecord:
+    """Stop a host's main program (SIGTERM, or SIGKILL when hard) and start it again.
+
+    Only that process goes: what it started and left running (wireguard-go interfaces) stays,
+    as on a real machine whose agent restarts.
+    """
+    paths = lab.paths
+    with LabLock(paths.lock_file, paths.name):
+        record = load(paths.state_file)
+        node = None if record is None else record.node(host)
+        if record is None or node is None:
+            raise LabError(f"lab {paths.name} has no host {host}")
+        program = next(p for p in node_programs(node.kind) if p.name in node.pids)
+        pid = node.pids[program.name]
+        _stop_one(pid, ns_id(lab.netns.path(node.netns)), hard)
+        fresh = replace(node, pids={**node.pids, program.name: start_program(lab, host, program)})
+        record = record.with_node(fresh)
+        save(paths.state_file, record)
+    lab.say(f"{host}: {program.name} restarted (pid {fresh.pids[program.name]})")
+    if fresh.kind == NODE:
+        wait_ready(lab, replace(record, nodes=(fresh,)), timeout)
+    return fresh
+
+
+def _stop_one(pid: int, namespace: NsId | None, hard: bool) -> None:
+    def alive() -> list[int]:
+        # Not our child (an earlier `up` started it): ask /proc, which also rules out a
+        # reused pid outside the node.
+        exit_status(pid)
+        return [pid] if in_namespace(pid, namespace) else []
+
+    if hard:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stop_all(alive, grace_s=10.0)
 
 
 def clear_stale(lab: Lab) -> None:

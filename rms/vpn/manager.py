@@ -36,6 +36,7 @@ from rms.vpn.join import knock
 from rms.vpn.locality import LocalityError, resolve, usable_addresses
 from rms.vpn.membership import Membership, MembershipEnded, NodeContext
 from rms.vpn.names import free_slot, is_ours, management_port
+from rms.vpn.store import MembershipStore, SavedGuardian, SavedVpn
 from rms.vpn.trace import KEEP, JoinTrace
 from rms.wg.errors import WireGuardError
 from rms.wg.keys import WgPrivateKey
@@ -81,6 +82,7 @@ class VpnManager:
         self._tg: asyncio.TaskGroup | None = None
         self._started = 0.0
         self._log = log.bind(node_id=identity.node_id_hex[:16])
+        self.store = MembershipStore(config.node.state_dir / "vpns", policy)
 
     def attach(self, board: StatusBoard) -> None:
         """Add the `vpns` section and the membership health check to the status board."""
@@ -97,10 +99,14 @@ class VpnManager:
             await asyncio.Future()  # misconfigured: report it, never crash the daemon
             return
         self._ctx = ctx
-        await self._clear_leftovers(ctx.wireguard)
+        restored = [m for m in map(self._restore, self.store.load_all()) if m is not None]
+        keep = {name for m in restored for name in m.interfaces()}
+        await self._clear_leftovers(ctx.wireguard, keep)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                for membership in restored:
+                    self._start(membership)
                 tg.create_task(self._join_loop(), name="vpn-join")
         finally:
             self._tg = None
@@ -126,11 +132,54 @@ class VpnManager:
         ca = self.config.discovery.ca_file or None
         return DiscoveryClient(urls, ca_file=ca, rng=self.rng)
 
-    async def _clear_leftovers(self, wireguard: WireGuard) -> None:
-        # A daemon killed earlier left its interfaces; this run starts its VPNs afresh.
+    async def _clear_leftovers(self, wireguard: WireGuard, keep: set[str]) -> None:
+        # Interfaces of VPNs this node no longer holds (a guest link, a VPN it left while
+        # down); those it still holds are taken over as they are and reconciled.
         for name in await wireguard.names():
-            if is_ours(name):
+            if is_ours(name) and name not in keep:
                 await wireguard.remove(name)
+
+    def _restore(self, saved: SavedVpn) -> Membership | None:
+        """A membership from disk, if the saved roster still lists this node."""
+        ctx = self._ctx
+        if ctx is None or not saved.roster.roster.has(self.identity.public_key):
+            self.store.forget(saved.vpn_id)
+            return None
+        ledger = RosterLedger(saved.vpn_id, saved.trusted, self.policy, saved.roster)
+        guardian = saved.guardian
+        issuer = RosterIssuer(ledger, self.identity) if guardian is not None else None
+        membership = Membership(ctx, ledger, slot=saved.slot, wg_key=saved.wg_key, issuer=issuer)
+        if guardian is not None and issuer is not None:
+            membership.guardian = GuardianDuty(
+                membership,
+                guardian.charter,
+                issuer,
+                guest_interface_key=guardian.guest_interface_key,
+                guest_slot_key=guardian.guest_slot_key,
+                discovery=self._discovery,
+            )
+        self._log.info("vpn.restored", vpn=str(saved.vpn_id), role=membership.role)
+        return membership
+
+    def _save(self, membership: Membership) -> None:
+        current = membership.ledger.current
+        if current is None:
+            return
+        duty = membership.guardian
+        guardian = None
+        if duty is not None:
+            guardian = SavedGuardian(duty.charter, duty.guest_interface_key, duty.guest_slot_key)
+        saved = SavedVpn(
+            membership.slot,
+            membership.wg_key,
+            frozenset(membership.ledger.trusted),
+            current,
+            guardian,
+        )
+        try:
+            self.store.save(saved)
+        except OSError as e:
+            self.problem = f"cannot save membership of {membership.vpn_id}: {e.strerror}"
 
     async def _join_loop(self) -> None:
         while True:
@@ -237,6 +286,8 @@ class VpnManager:
 
     def _start(self, membership: Membership) -> None:
         self.memberships[membership.vpn_id] = membership
+        membership.on_change = self._save
+        self._save(membership)
         if self._tg is not None:
             self._tg.create_task(
                 self._run_membership(membership), name=f"vpn-{membership.interface}"
@@ -246,12 +297,14 @@ class VpnManager:
         try:
             await membership.run()
         except* MembershipEnded:
-            pass
+            self.store.forget(membership.vpn_id)
         except* (WireGuardError, OSError) as group:
             reason = "; ".join(str(e) for e in group.exceptions)
             self.problem = f"VPN {membership.vpn_id} failed: {reason}"
             self._log.error("vpn.failed", vpn=str(membership.vpn_id), reason=reason)
+            self.store.forget(membership.vpn_id)
         finally:
+            # Cancelled (the daemon stops): the file stays, the next start takes it up again.
             self.memberships.pop(membership.vpn_id, None)
 
     def status(self) -> list[dict[str, Any]]:

@@ -127,6 +127,7 @@ class Membership:
         self.last_state: InterfaceState | None = None
         self.trace: JoinTrace | None = None  # how we joined, when we did through admission
         self.pending_key: WgPrivateKey | None = None  # asked for, not yet in the roster
+        self.on_change: Callable[[Membership], None] | None = None  # to save it to disk
         self._dirty = asyncio.Event()
         self._ended = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -136,6 +137,13 @@ class Membership:
     def role(self) -> str:
         """`guardian` or `member`."""
         return "guardian" if self.guardian is not None else "member"
+
+    def interfaces(self) -> list[str]:
+        """The WireGuard interfaces this membership owns."""
+        names = [self.interface]
+        if self.guardian is not None:
+            names.append(self.guardian.interface)
+        return names
 
     def solicits(self) -> bool:
         """Whether the VPN still has room for members."""
@@ -152,7 +160,12 @@ class Membership:
     def roster_changed(self) -> None:
         """A new version is held (ours or a peer's): announce it and reconcile the interface."""
         self.service.submit(self.sync.announce(self.ctx.clock()))
+        self._changed()
+
+    def _changed(self) -> None:
         self._dirty.set()
+        if self.on_change is not None:
+            self.on_change(self)
 
     async def run(self) -> None:
         """Bring the VPN up and keep it as the roster says until cancelled or removed."""
@@ -192,14 +205,14 @@ class Membership:
         await asyncio.sleep(ROTATE_SWITCH_S)
         if self.pending_key is key:
             self.wg_key = key
-            self._dirty.set()
+            self._changed()
         for _ in range(int(ROTATE_CONFIRM_S)):
             if self.pending_key is not key:
                 return
             await asyncio.sleep(1.0)
         self._log.warning("vpn.rotation_unconfirmed", kept="the old key")
         self.wg_key, self.pending_key = old, None
-        self._dirty.set()
+        self._changed()
 
     def _take_rotated_key(self) -> None:
         me = self.roster.member(self.ctx.identity.public_key)
@@ -241,7 +254,7 @@ class Membership:
 
     def _on_sync_event(self, event: SyncOutput) -> None:
         if isinstance(event, RosterAccepted):
-            self._dirty.set()
+            self._changed()
             if self.guardian is not None:
                 self.guardian.roster_changed()
         elif isinstance(event, NoLongerMember):

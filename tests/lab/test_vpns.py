@@ -263,3 +263,24 @@ def test_key_rotation_and_leaving_update_every_member(lab_name: str) -> None:
         return vpn not in mine and node_id not in others
 
     wait_for(lab_name, gone, 60)
+
+
+def test_a_restarted_node_is_still_the_member_it_was(lab_name: str) -> None:
+    up = lab(lab_name, "up", "--nodes", "4")
+    assert up.returncode == 0, up.stdout + up.stderr
+    before = wait_for(lab_name, all_joined(4, 2), CONVERGE_S)
+    vpns = {n: {(v["uuid"], v["role"]) for v in s["vpns"]} for n, s in before.items()}
+    sizes = {v["uuid"]: v["members"] for s in before.values() for v in s["vpns"]}
+
+    restarted = lab(lab_name, "restart", "node2", "--kill")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+    def same_as_before(s: Statuses) -> bool:
+        now = {n: {(v["uuid"], v["role"]) for v in st["vpns"]} for n, st in s.items()}
+        return now == vpns and all_joined(4, 2)(s)
+
+    after = wait_for(lab_name, same_as_before, 60)
+    assert {v["uuid"]: v["members"] for s in after.values() for v in s["vpns"]} == sizes
+    assert after["node2"]["uptime_s"] < before["node2"]["uptime_s"] + 60
+    results = echo_everyone(lab_name, after)
+    assert all(all(r.values()) for r in results.values()), results
