@@ -1,0 +1,1 @@
+"""iSCSI initiator drivers: the interface, the libiscsi FUSE bridge and open-iscsi."""

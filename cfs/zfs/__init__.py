@@ -1,0 +1,1 @@
+"""ZFS pool drivers: the interface, the zpool CLI backend and a zfs-fuse helper."""

@@ -1,0 +1,139 @@
+"""The narrow ZFS pool interface and `ZfsCli`, its backend over the `zpool` command.
+
+`zpool` is the one interface OpenZFS (real nodes) and zfs-fuse (the lab) share; pyzfs needs
+libzfs_core, which zfs-fuse lacks. Commands take a prefix `enter` (e.g. `nsenter
+--mount=FILE --`): zfs-fuse keeps its control socket under /run, so the commands must run in
+the mount namespace of the daemon they talk to. Pools are made with `failmode=continue`, so
+a pool that lost too many devices returns EIO instead of blocking every reader (`wait`, the
+default, would hang the CFS with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from cfs.zfs.status import PoolStatus, ZfsError, parse_status
+
+RAIDZ3_WIDTH = 8
+COMMAND_TIMEOUT_S = 60.0
+
+
+class PoolDriver(Protocol):
+    """One ZFS backend."""
+
+    async def create_raidz3(self, name: str, devices: Sequence[Path], mountpoint: Path) -> None:
+        """Create a RAIDZ3 pool over exactly 8 devices, mounted at mountpoint."""
+        ...
+
+    async def status(self, name: str) -> PoolStatus:
+        """The pool's state, each vdev's state and errors, and scrub/resilver progress."""
+        ...
+
+    async def replace(self, name: str, old: str, new: Path) -> None:
+        """Replace device old by new; the resilver starts at once."""
+        ...
+
+    async def scrub(self, name: str) -> None:
+        """Start a scrub."""
+        ...
+
+    async def clear(self, name: str) -> None:
+        """Clear error counts (and resume a suspended pool if its devices are back)."""
+        ...
+
+    async def export(self, name: str) -> None:
+        """Export the pool."""
+        ...
+
+    async def destroy(self, name: str) -> None:
+        """Destroy the pool."""
+        ...
+
+    async def pools(self) -> list[str]:
+        """The names of the imported pools."""
+        ...
+
+
+class ZfsCli:
+    """PoolDriver over `zpool`, optionally inside another mount namespace."""
+
+    def __init__(self, enter: Sequence[str] = (), zpool: str = "zpool") -> None:
+        self.enter, self.zpool = tuple(enter), zpool
+
+    async def run(self, *args: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
+        """Run `zpool ARGS`; its stdout, or ZfsError with its stderr."""
+        argv = [*self.enter, self.zpool, *args]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+        except OSError as e:
+            raise ZfsError(
+                f"cannot run {self.zpool}: {e.strerror}; install zfsutils or zfs-fuse"
+            ) from e
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ZfsError(f"zpool {args[0]} did not finish in {timeout_s} s") from None
+        if proc.returncode != 0:
+            reason = err.decode(errors="replace").strip() or f"exit {proc.returncode}"
+            raise ZfsError(f"zpool {' '.join(args[:2])} failed: {reason}")
+        return out.decode(errors="replace")
+
+    async def create_raidz3(self, name: str, devices: Sequence[Path], mountpoint: Path) -> None:
+        """Create the pool (failmode=continue, mounted at mountpoint)."""
+        if len(devices) != RAIDZ3_WIDTH or len(set(devices)) != RAIDZ3_WIDTH:
+            raise ZfsError(
+                f"a RAIDZ3 pool takes {RAIDZ3_WIDTH} distinct devices, got {len(devices)}"
+            )
+        args = ["create", "-o", "failmode=continue", "-m", str(mountpoint), name, "raidz3"]
+        try:
+            await self.run(*args, *(str(d) for d in devices))
+        except ZfsError as e:
+            # zfs-fuse under load has answered a create that succeeded with "pool already
+            # exists" (it retried its own request); the same pool over the same devices is
+            # success, anything else stays an error.
+            if "already exists" not in str(e) or not await self._made_of(name, devices):
+                raise
+
+    async def _made_of(self, name: str, devices: Sequence[Path]) -> bool:
+        """Whether pool name exists with exactly these devices as its leaves."""
+        try:
+            status = await self.status(name)
+        except ZfsError:
+            return False
+        return {v.name for v in status.leaves} == {str(d) for d in devices}
+
+    async def status(self, name: str) -> PoolStatus:
+        """Parse `zpool status NAME`."""
+        return parse_status(await self.run("status", name))
+
+    async def replace(self, name: str, old: str, new: Path) -> None:
+        """`zpool replace NAME OLD NEW`."""
+        await self.run("replace", name, old, str(new))
+
+    async def scrub(self, name: str) -> None:
+        """`zpool scrub NAME`."""
+        await self.run("scrub", name)
+
+    async def clear(self, name: str) -> None:
+        """`zpool clear NAME`."""
+        await self.run("clear", name)
+
+    async def export(self, name: str) -> None:
+        """`zpool export -f NAME`."""
+        await self.run("export", "-f", name)
+
+    async def destroy(self, name: str) -> None:
+        """`zpool destroy -f NAME`."""
+        await self.run("destroy", "-f", name)
+
+    async def pools(self) -> list[str]:
+        """`zpool list -H -o name`."""
+        out = await self.run("list", "-H", "-o", "name")
+        return [line.strip() for line in out.splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""iSCSI target drivers: the interface, the controller, and the tgt and LIO backends."""
