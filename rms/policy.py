@@ -34,8 +34,25 @@ class Policy:
     member_expiry_s: float = 300.0  # a member not heard from for this long leaves the roster
     member_heartbeat_s: float = 30.0
 
+    # The cloud-wide DHT (docs/dht.md).
+    dht_puzzle_bits: int = 8  # S/Kademlia static puzzle: zero bits of SHA-256(node_id)
+    dht_record_ttl_s: float = 3600.0  # lifetime a publisher signs into its records
+    dht_republish_s: float = 1800.0  # a publisher re-signs and re-stores this often
+    dht_max_record_ttl_s: float = 86400.0  # a store refuses records expiring later than this
+
     # Entitlement (seed: "probably between one third and a half").
     entitlement_ratio: float = 0.4
+
+    # Broadcast of resource requests (docs/broadcast.md).
+    gossip_max_hops: int = 16  # receivers clamp any hop count to this
+    gossip_max_age_s: float = 60.0  # a request older than this is neither delivered nor sent on
+    gossip_max_request_bytes: int = 2048  # one signed request, envelope included
+    gossip_requests_per_s: float = 0.5  # per requester key, refilled continuously
+    gossip_request_burst: int = 10  # a requester's bucket holds this many requests
+    gossip_peer_checks_per_s: float = 500.0  # signature checks a neighbour may cost us
+    gossip_peer_check_burst: int = 2000
+    gossip_dedupe_capacity: int = 65536  # request digests remembered (about 6 MB)
+    gossip_rate_table_capacity: int = 16384  # requester buckets kept
 
     def __post_init__(self) -> None:
         if not 1 <= self.vpn_min <= self.vpn_target <= self.vpn_max:

@@ -48,16 +48,35 @@ CORES = [
     "rms/net/framing.py",
     "rms/policy.py",
     "rms/overlay.py",
+    "rms/wire/messages/gossip.py",
+    *(
+        f"rms/gossip/{m}.py"
+        for m in ("__init__", "core", "events", "frames", "limits", "requests", "sim")
+    ),
+    *(f"rms/dht/{m}.py" for m in ("__init__", "lookup", "node", "ops", "puzzle", "records")),
+    *(f"rms/dht/{m}.py" for m in ("relay", "routing", "rpc", "server", "store", "types")),
+    "rms/wire/messages/dht.py",
 ]
 ADAPTERS = [
+    "rms/dht/adapter.py",
+    "rms/dht/sim.py",  # the simulator: times its phases, prints a report
     "rms/admission/server.py",
     "rms/admission/client.py",
     "rms/membership/service.py",
     "rms/net/streams.py",
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client
     "rms/discovery/client.py",
+    "rms/gossip/adapter.py",
 ]
-PACKAGES = ("rms/wire", "rms/admission", "rms/membership", "rms/net", "rms/discovery")
+PACKAGES = (
+    "rms/wire",
+    "rms/admission",
+    "rms/membership",
+    "rms/net",
+    "rms/discovery",
+    "rms/gossip",
+    "rms/dht",
+)
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}
 

@@ -6,12 +6,18 @@ it to `FAMILIES` below (docs/wire.md, "Adding a message family").
 
 from __future__ import annotations
 
-from rms.wire.messages import admission, node, roster
+from rms.wire.messages import admission, dht, gossip, node, roster
 from rms.wire.registry import MessageType, Registry
 
 __all__ = ["FAMILIES", "default_registry"]
 
-FAMILIES: tuple[tuple[MessageType, ...], ...] = (node.TYPES, admission.TYPES, roster.TYPES)
+FAMILIES: tuple[tuple[MessageType, ...], ...] = (
+    node.TYPES,
+    admission.TYPES,
+    roster.TYPES,
+    gossip.TYPES,
+    dht.TYPES,
+)
 
 
 def default_registry() -> Registry:
