@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from rms import __version__
+from rms.cli import broadcast as broadcast_cmd
 from rms.cli import run as run_cmd
 from rms.cli import status as status_cmd
 from rms.cli import vpn as vpn_cmd
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.register(sub)
     status_cmd.register(sub)
     vpn_cmd.register(sub)
+    broadcast_cmd.register(sub)
     lab_cmd.register(sub)
     return parser
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from rms.config import Config, ConfigError, load_config
 from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
-from rms.identity import IdentityError, load_or_create
+from rms.gossip.adapter import GossipService
+from rms.gossip.control import routes as broadcast_routes
+from rms.gossip.core import Gossip
+from rms.gossip.events import AnswerReceived, Delivered
+from rms.identity import IdentityError, NodeIdentity, load_or_create
 from rms.logs import configure_logging
 from rms.vpn.manager import VpnManager
 
@@ -49,11 +57,31 @@ def run_daemon(config: Config) -> None:
         identity = load_or_create(config.node.state_dir)
         daemon = Daemon(config, identity)
         if config.vpn.enabled:
-            vpns = VpnManager(config, identity)
+            broadcast = open_broadcast(identity, daemon)
+            vpns = VpnManager(config, identity, gossip=broadcast)
             vpns.attach(daemon.board)
             daemon.add_service("vpn", vpns.run)
             daemon.add_routes(vpns.routes())
         _run(daemon.run())
+
+
+def open_broadcast(identity: NodeIdentity, daemon: Daemon) -> GossipService:
+    """The broadcast of resource requests over the node's VPNs, as a daemon service."""
+    core = Gossip(identity, random.SystemRandom(), now=time.time())
+    log = structlog.get_logger("rms.gossip")
+
+    def heard(event: Delivered | AnswerReceived) -> None:
+        # Answering requests is the providers' part (the storage issue); here they are seen.
+        if isinstance(event, Delivered):
+            log.info("gossip.request", kind=event.request.body.kind, hops_left=event.hops_left)
+        else:
+            log.info("gossip.answer", request=event.request.body.request_id.hex()[:8])
+
+    service = GossipService(core, heard)
+    daemon.board.add_section("broadcast", core.status)
+    daemon.add_service("gossip", service.run)
+    daemon.add_routes(broadcast_routes(service))
+    return service
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

@@ -34,21 +34,23 @@ class ControlClient:
         """GET a route and return its JSON object."""
         return await self._request("GET", route)
 
-    async def post_json(self, route: str) -> dict[str, Any]:
-        """POST to a route (no body) and return its JSON object."""
-        return await self._request("POST", route)
+    async def post_json(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST to a route (with an optional JSON body) and return its JSON object."""
+        return await self._request("POST", route, body)
 
-    async def _request(self, method: str, route: str) -> dict[str, Any]:
+    async def _request(
+        self, method: str, route: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         if not self._path.exists():
             raise DaemonUnavailable(f"daemon not running (no control socket at {self._path})")
         connector = aiohttp.UnixConnector(path=str(self._path))
         try:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,
-                session.request(method, f"http://rms{route}") as resp,
+                session.request(method, f"http://rms{route}", json=body) as resp,
             ):
-                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-                return _parse(resp.status, body)
+                answer = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                return _parse(resp.status, answer)
         except PermissionError:
             raise ControlError(
                 f"permission denied on {self._path}: run as root or join the admin group"

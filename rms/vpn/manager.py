@@ -26,6 +26,7 @@ from rms.admission.planner import AdmissionPlanner, ClockIsOff, Joined, NoVpnFit
 from rms.config import Config
 from rms.discovery.client import DiscoveryClient, DiscoveryError, DiscoveryUnavailable
 from rms.discovery.record import VpnRecord, found, supersedes
+from rms.gossip.adapter import GossipService
 from rms.identity import NodeIdentity
 from rms.membership.issuer import RosterIssuer, found_roster
 from rms.membership.ledger import RosterLedger
@@ -63,6 +64,7 @@ class VpnManager:
         policy: Policy = DEFAULT,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        gossip: GossipService | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -83,6 +85,7 @@ class VpnManager:
         self._started = 0.0
         self._log = log.bind(node_id=identity.node_id_hex[:16])
         self.store = MembershipStore(config.node.state_dir / "vpns", policy)
+        self.gossip = gossip  # broadcast follows the rosters: every member is a neighbour
 
     def attach(self, board: StatusBoard) -> None:
         """Add the `vpns` section and the membership health check to the status board."""
@@ -160,6 +163,14 @@ class VpnManager:
             )
         self._log.info("vpn.restored", vpn=str(saved.vpn_id), role=membership.role)
         return membership
+
+    def _changed(self, membership: Membership) -> None:
+        """A membership's roster or key changed: keep it on disk, tell the broadcast."""
+        self._save(membership)
+        if self.gossip is not None:
+            me = self.identity.public_key
+            members = [m.node_key for m in membership.roster.members if m.node_key != me]
+            self.gossip.set_neighbours(membership.vpn_id, members)
 
     def _save(self, membership: Membership) -> None:
         current = membership.ledger.current
@@ -286,8 +297,8 @@ class VpnManager:
 
     def _start(self, membership: Membership) -> None:
         self.memberships[membership.vpn_id] = membership
-        membership.on_change = self._save
-        self._save(membership)
+        membership.on_change = self._changed
+        self._changed(membership)
         if self._tg is not None:
             self._tg.create_task(
                 self._run_membership(membership), name=f"vpn-{membership.interface}"
@@ -306,6 +317,8 @@ class VpnManager:
         finally:
             # Cancelled (the daemon stops): the file stays, the next start takes it up again.
             self.memberships.pop(membership.vpn_id, None)
+            if self.gossip is not None:
+                self.gossip.set_neighbours(membership.vpn_id, [])
 
     def status(self) -> list[dict[str, Any]]:
         """The `vpns` section of `rms status`."""

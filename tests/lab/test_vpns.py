@@ -165,6 +165,18 @@ def test_twelve_nodes_form_connected_vpns_and_survive_losses(lab_name: str) -> N
     assert all(not m for m in missed.values()), missed
     assert sum(len(r) for r in results.values()) >= NODES * 2
 
+    # A signed resource request from node1 reaches every other node, over VPNs and bridges,
+    # each verifying its signature once.
+    sent = lab(lab_name, "exec", "node1", "--", "rms", "broadcast", "storage", "1000000000")
+    assert sent.returncode == 0, sent.stderr
+
+    def everyone_heard(s: Statuses) -> bool:
+        others = [st["broadcast"] for n, st in s.items() if n != "node1"]
+        return len(others) == NODES - 1 and all(b["delivered"] == 1 for b in others)
+
+    heard = wait_for(lab_name, everyone_heard, 30)
+    assert all(st["broadcast"]["signature_checks"] == 1 for n, st in heard.items() if n != "node1")
+
     before = stored_vpns(lab_name, "mirror2")
     assert set(members) <= before
     _, lab_status = status_json(lab_name)

@@ -62,6 +62,7 @@ ADAPTERS = [
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client
     "rms/discovery/client.py",
     "rms/gossip/adapter.py",
+    "rms/gossip/control.py",
 ]
 PACKAGES = (
     "rms/wire",

@@ -1,0 +1,50 @@
+"""`POST /v1/broadcast` on the control API: the local services' way to ask the cloud.
+
+The body is a JSON object `{"kind": "storage"|"cpu", "amount": N, "hop_limit": H}`
+(hop_limit optional, default policy.gossip_max_hops); the answer is the request id. Bad
+input is a 400 with the reason, never a broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from rms.gossip.adapter import GossipService
+from rms.wire.messages.gossip import KINDS, RequestBody
+
+MAX_BODY = 4096
+MAX_AMOUNT = 2**63 - 1
+
+
+def routes(service: GossipService) -> list[web.RouteDef]:
+    """The broadcast route, bound to this node's gossip service."""
+
+    async def broadcast(request: web.Request) -> web.Response:
+        fields = _fields(await request.content.read(MAX_BODY + 1))
+        hop_limit = fields.get("hop_limit", service.core.policy.gossip_max_hops)
+        request_id = service.core.new_request_id()
+        service.broadcast(RequestBody(request_id, fields["kind"], fields["amount"], hop_limit))
+        return web.json_response({"request_id": request_id.hex()}, status=202)
+
+    return [web.post("/v1/broadcast", broadcast)]
+
+
+def _fields(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(value, dict) or set(value) - {"kind", "amount", "hop_limit"}:
+        raise web.HTTPBadRequest(text="expected {kind, amount[, hop_limit]}")
+    if value.get("kind") not in KINDS:
+        raise web.HTTPBadRequest(text=f"kind is one of {', '.join(KINDS)}")
+    for name, low, high in (("amount", 1, MAX_AMOUNT), ("hop_limit", 1, 255)):
+        number = value.get(name, low)
+        if type(number) is not int or not low <= number <= high:
+            raise web.HTTPBadRequest(text=f"{name} is a whole number in {low}..{high}")
+    return value
