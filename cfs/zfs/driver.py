@@ -98,8 +98,18 @@ class ZfsCli:
             # zfs-fuse under load has answered a create that succeeded with "pool already
             # exists" (it retried its own request); the same pool over the same devices is
             # success, anything else stays an error.
-            if "already exists" not in str(e) or not await self._made_of(name, devices):
+            if "already exists" not in str(e):
                 raise
+            if not await self._made_of(name, devices):
+                seen = await self._describe(name)
+                raise ZfsError(f"{e}; what the daemon holds: {seen}") from None
+
+    async def _describe(self, name: str) -> str:
+        try:
+            status = await self.status(name)
+        except ZfsError as e:
+            return f"no readable status ({e})"
+        return f"{status.state} over {sorted(v.name for v in status.leaves)}"
 
     async def _made_of(self, name: str, devices: Sequence[Path]) -> bool:
         """Whether pool name exists with exactly these devices as its leaves."""

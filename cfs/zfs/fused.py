@@ -3,10 +3,11 @@
 zfs-fuse keeps global state (pid file, control socket, lock) under /run and /etc/zfs, so
 each daemon needs a private /run and /etc/zfs (PLATFORM.md). `StorageNamespace` makes a
 persistent mount namespace bound on a file (`unshare --mount=FILE`), with a fresh tmpfs on
-/run (plus /run/lock, where zfs-fuse takes its lock) and on /etc/zfs (seeded with the host's
-zfsrc). A lab node already is such a namespace; there `ZfsFuseDaemon` is given the node's
-`nsenter` prefix instead. The bridges that serve the pool's devices must mount inside the same
-namespace: the host's mounts are private, so a later FUSE mount would not propagate in.
+/run (plus /run/lock, where zfs-fuse takes its lock), on /etc/zfs (seeded with the host's
+zfsrc) and on /var/lib/zfs (its pool cache). A lab node already is such a namespace; there
+`ZfsFuseDaemon` is given the node's `nsenter` prefix instead. The bridges that serve the
+pool's devices must mount inside the same namespace: the host's mounts are private, so a
+later FUSE mount would not propagate in.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from pathlib import Path
 from cfs.zfs.status import ZfsError
 
 READY_TIMEOUT_S = 15.0
+# zfs-fuse also records every pool it holds in /var/lib/zfs/zpool.cache and imports them all
+# at start: without a private one there, a pool of one namespace (or of a run that ended
+# badly) comes back in the next daemon as an UNAVAIL ghost whose name is taken.
 _SETUP = (
     "set -e; mount -n -t tmpfs tmpfs /run; mkdir -p /run/lock /run/zfs-seed; "
     "cp -a /etc/zfs/. /run/zfs-seed/ 2>/dev/null || true; "
-    "mount -n -t tmpfs tmpfs /etc/zfs; cp -a /run/zfs-seed/. /etc/zfs/; rm -rf /run/zfs-seed"
+    "mount -n -t tmpfs tmpfs /etc/zfs; cp -a /run/zfs-seed/. /etc/zfs/; rm -rf /run/zfs-seed; "
+    "mkdir -p /var/lib/zfs; mount -n -t tmpfs tmpfs /var/lib/zfs"
 )
 
 

@@ -8,6 +8,7 @@ control sockets under /run collide between nodes otherwise):
 - /run: a fresh tmpfs. The host's mounts below /run are detached first, because the copies
   of other namespaces' files (/run/netns/*) would otherwise keep those namespaces alive.
 - /etc/zfs: a tmpfs seeded with the host's files (zfsrc), so pools are per node.
+- /var/lib/zfs: an empty tmpfs, zfs-fuse's pool cache (every pool in it is imported at start).
 - /etc/rms: an empty tmpfs, so the host's config never leaks into a node.
 - /var/lib/rms: the node's state directory on the host, bind-mounted.
 - /sys: a sysfs of the node's network namespace, as `ip netns exec` does.
@@ -25,13 +26,14 @@ from rms.lab.system import LabError, run_tool
 
 RUN = Path("/run")
 ETC_ZFS = Path("/etc/zfs")
+VAR_LIB_ZFS = Path("/var/lib/zfs")
 ETC_RMS = Path("/etc/rms")
 VAR_LIB_RMS = Path("/var/lib/rms")
 SYS = Path("/sys")
 ETC_HOSTS = Path("/etc/hosts")
 MAX_SEED_BYTES = 1 << 20
 # What a node sees differently from the host; everything else is the host's tree.
-PRIVATE_PATHS = (RUN, ETC_ZFS, ETC_RMS, VAR_LIB_RMS, SYS, ETC_HOSTS)
+PRIVATE_PATHS = (RUN, ETC_ZFS, VAR_LIB_ZFS, ETC_RMS, VAR_LIB_RMS, SYS, ETC_HOSTS)
 
 
 def mount(*args: str) -> None:
@@ -85,6 +87,8 @@ def setup(state_dir: Path, hosts: Path | None = None) -> None:
     fresh_run()
     if ETC_ZFS.is_dir():
         seeded_tmpfs(ETC_ZFS)
+    VAR_LIB_ZFS.mkdir(parents=True, exist_ok=True)
+    mount("-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs", str(VAR_LIB_ZFS))
     if ETC_RMS.is_dir():
         mount("-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", str(ETC_RMS))
     bind_state(state_dir)
