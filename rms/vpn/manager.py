@@ -47,6 +47,7 @@ from rms.wire.messages.roster import Endpoint
 JOIN_INTERVAL_S = 3.0  # between attempts while below target
 SETTLED_INTERVAL_S = 30.0  # between checks once at target
 FOUND_JITTER_S = 8.0  # the second look before founding comes this long after, at most
+FOUND_PATIENCE_S = 30.0  # a guardian waits this long for newcomers before opening another
 STARTUP_GRACE_S = 180.0  # in no VPN for longer than this is a health problem
 LEFT_HOLD_S = 600.0  # a VPN this node was told to leave is not joined again for this long
 
@@ -254,9 +255,9 @@ class VpnManager:
         self._start(membership)
 
     def _consider_founding(self, ctx: NodeContext, slot: int, result: NoVpnFits) -> None:
-        if any(m.guardian is not None and m.solicits() for m in self.memberships.values()):
-            return  # our own VPN still has room: let others come before opening another
         now = self._clock()
+        if any(self._awaiting_newcomers(m, now) for m in self.memberships.values()):
+            return  # our young VPN still has room: let others come before opening another
         if self._found_after is None:
             self._found_after = now + self.rng.uniform(1.0, FOUND_JITTER_S)
             self._log.info("vpn.none_fits", tried=len(result.tried))
@@ -264,6 +265,11 @@ class VpnManager:
         if now >= self._found_after:
             self._found_after = None
             self._found(ctx, slot)
+
+    def _awaiting_newcomers(self, membership: Membership, now: float) -> bool:
+        """A VPN we guard that has room and was opened recently enough to expect newcomers."""
+        young = now - membership.created_at < FOUND_PATIENCE_S
+        return membership.guardian is not None and membership.solicits() and young
 
     def _found(self, ctx: NodeContext, slot: int) -> None:
         """Open a new VPN with this node as founder, guardian and only member."""

@@ -125,6 +125,7 @@ class Membership:
         self.address: IPv6Interface = member_address(self.vpn_id, ctx.identity.node_id)
         self.interface = management_interface(self.vpn_id)
         self.last_state: InterfaceState | None = None
+        self.created_at = ctx.clock()
         self.trace: JoinTrace | None = None  # how we joined, when we did through admission
         self.pending_key: WgPrivateKey | None = None  # asked for, not yet in the roster
         self.on_change: Callable[[Membership], None] | None = None  # to save it to disk

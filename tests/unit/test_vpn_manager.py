@@ -159,11 +159,28 @@ def test_founding_waits_for_a_second_look() -> None:
     assert m.founded == 1
     (membership,) = m.memberships.values()
     assert membership.role == "guardian" and membership.solicits()
-    clock[0] += 100
+    clock[0] += 5
     m._consider_founding(ctx, 1, NoVpnFits(()))
-    clock[0] += 100
+    clock[0] += 9
     m._consider_founding(ctx, 1, NoVpnFits(()))
-    assert m.founded == 1, "a guardian of a VPN with room waits for newcomers"
+    assert m.founded == 1, "a guardian of a young VPN with room waits for newcomers"
+
+
+def test_a_guardian_stops_waiting_when_no_newcomer_comes() -> None:
+    clock = [NOW]
+    m = manager(clock)
+    ctx = NodeContext(
+        ident(1), WireGuard(FakeDriver()), context().locality, DEFAULT, lambda: clock[0]
+    )
+    for step in (0.0, 10.0):  # found the first VPN (the second look comes after the wait)
+        clock[0] += step
+        m._consider_founding(ctx, 0, NoVpnFits(()))
+    assert m.founded == 1
+    clock[0] += 31  # nobody came: everyone else is in two VPNs already
+    for step in (0.0, 10.0):
+        clock[0] += step
+        m._consider_founding(ctx, 1, NoVpnFits(()))
+    assert m.founded == 2
 
 
 def test_an_older_record_never_replaces_a_newer_one() -> None:
