@@ -53,8 +53,13 @@ CORES = [
         f"rms/gossip/{m}.py"
         for m in ("__init__", "core", "events", "frames", "limits", "requests", "sim")
     ),
+    *(f"rms/dht/{m}.py" for m in ("__init__", "lookup", "node", "ops", "puzzle", "records")),
+    *(f"rms/dht/{m}.py" for m in ("reach", "relay", "routing", "rpc", "server", "store", "types")),
+    "rms/wire/messages/dht.py",
 ]
 ADAPTERS = [
+    "rms/dht/adapter.py",
+    "rms/dht/sim.py",  # the simulator: times its phases, prints a report
     "rms/admission/server.py",
     "rms/admission/client.py",
     "rms/membership/service.py",
@@ -71,6 +76,7 @@ PACKAGES = (
     "rms/net",
     "rms/discovery",
     "rms/gossip",
+    "rms/dht",
 )
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}

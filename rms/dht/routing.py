@@ -1,0 +1,179 @@
+"""The Kademlia routing table, hardened as S/Kademlia suggests (docs/dht.md, "Routing table").
+
+Buckets are indexed by the length of the prefix a contact's id shares with ours (Kademlia
+section 2.2, XOR metric). Only contacts whose address a round trip proved are ever added
+(the node calls `add` after a signed reply from the expected key at the address it asked).
+A full bucket keeps its old contacts, which answer pings, over newcomers (Kademlia section
+2.2: long-lived nodes are likelier to stay); newcomers wait in a replacement cache and only
+take over after `max_failures` consecutive failures of an old contact. At most `per_subnet`
+contacts of one /24 (IPv4) or /48 (IPv6) share a bucket, so an attacker with one network
+cannot fill it (eclipse resistance).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from rms.dht.types import Contact
+
+__all__ = ["ID_BITS", "Bucket", "RoutingTable", "bucket_index", "distance", "subnet_of"]
+
+ID_BITS = 256
+
+
+def distance(a: bytes, b: bytes) -> int:
+    """The Kademlia XOR distance between two 32-byte ids."""
+    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+
+
+def bucket_index(own: bytes, other: bytes) -> int:
+    """The bucket of `other`: the length of the prefix it shares with `own` (0..255)."""
+    return ID_BITS - distance(own, other).bit_length()
+
+
+def subnet_of(host: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) a host is in; a non-IP host is its own subnet."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network((ip, prefix), strict=False))
+
+
+def contact_subnet(contact: Contact) -> str:
+    """The subnet a contact counts against: that of its first address."""
+    return subnet_of(contact.addresses[0].host) if contact.addresses else ""
+
+
+@dataclass(slots=True)
+class Bucket:
+    """Up to k contacts, least recently seen first, and a replacement cache."""
+
+    contacts: OrderedDict[bytes, Contact] = field(default_factory=OrderedDict)
+    replacements: OrderedDict[bytes, Contact] = field(default_factory=OrderedDict)
+    last_activity: float = 0.0
+
+
+class RoutingTable:
+    """The contacts of one node, by XOR distance from its id."""
+
+    def __init__(
+        self, own_id: bytes, k: int, replacements: int, per_subnet: int, max_failures: int
+    ) -> None:
+        self.own_id = own_id
+        self.k = k
+        self.replacement_size = replacements
+        self.per_subnet = per_subnet
+        self.max_failures = max_failures
+        self.buckets = [Bucket() for _ in range(ID_BITS)]
+        self.refused_subnet = 0
+
+    def __len__(self) -> int:
+        return sum(len(b.contacts) for b in self.buckets)
+
+    def get(self, key_id: bytes) -> Contact | None:
+        """The contact with this node id, if the table holds it."""
+        if key_id == self.own_id:
+            return None
+        return self.buckets[bucket_index(self.own_id, key_id)].contacts.get(key_id)
+
+    def has_room(self, node_id: bytes) -> bool:
+        """Whether the bucket this id falls in has a free slot."""
+        if node_id == self.own_id:
+            return False
+        return len(self.buckets[bucket_index(self.own_id, node_id)].contacts) < self.k
+
+    def add(self, contact: Contact, now: float) -> Contact | None:
+        """Add or refresh a proven contact; returns the oldest contact to ping if full."""
+        if contact.node_id == self.own_id:
+            return None
+        bucket = self.buckets[bucket_index(self.own_id, contact.node_id)]
+        bucket.last_activity = now
+        old = bucket.contacts.get(contact.node_id)
+        if old is not None:
+            _refresh(old, contact, now)
+            bucket.contacts.move_to_end(contact.node_id)
+            return None
+        if not self._subnet_ok(bucket, contact):
+            self.refused_subnet += 1
+            return None
+        contact.first_seen = contact.first_seen or now
+        contact.last_seen = now
+        if len(bucket.contacts) < self.k:
+            bucket.contacts[contact.node_id] = contact
+            return None
+        self._remember_replacement(bucket, contact)
+        return next(iter(bucket.contacts.values()))
+
+    def failed(self, node_id: bytes) -> bool:
+        """Count a failed RPC; returns True if the contact was evicted."""
+        bucket = (
+            self.buckets[bucket_index(self.own_id, node_id)] if node_id != self.own_id else None
+        )
+        contact = bucket.contacts.get(node_id) if bucket else None
+        if bucket is None or contact is None:
+            return False
+        contact.failures += 1
+        if contact.failures < self.max_failures:
+            return False
+        del bucket.contacts[node_id]
+        self._promote(bucket)
+        return True
+
+    def closest(self, target: bytes, count: int) -> list[Contact]:
+        """The `count` contacts closest to `target` by XOR distance."""
+        start = bucket_index(self.own_id, target) if target != self.own_id else ID_BITS - 1
+        found: list[Contact] = []
+        # Buckets at or beyond the target's index, then nearer ones: enough to sort exactly.
+        order = [*range(start, ID_BITS), *range(start - 1, -1, -1)]
+        for index in order:
+            found.extend(self.buckets[index].contacts.values())
+            if len(found) >= count and index < start:
+                break
+        found.sort(key=lambda c: distance(c.node_id, target))
+        return found[:count]
+
+    def all_contacts(self) -> list[Contact]:
+        """Every contact in the table."""
+        return [c for b in self.buckets for c in b.contacts.values()]
+
+    def idle_buckets(self, now: float, idle_s: float) -> list[int]:
+        """Indexes of buckets not touched for `idle_s`, up to the deepest non-empty one."""
+        deepest = max((i for i, b in enumerate(self.buckets) if b.contacts), default=-1)
+        return [i for i in range(deepest + 1) if now - self.buckets[i].last_activity >= idle_s]
+
+    def touch(self, index: int, now: float) -> None:
+        """Mark a bucket as refreshed."""
+        self.buckets[index].last_activity = now
+
+    def _subnet_ok(self, bucket: Bucket, contact: Contact) -> bool:
+        subnet = contact_subnet(contact)
+        same = sum(1 for c in bucket.contacts.values() if contact_subnet(c) == subnet)
+        return same < self.per_subnet
+
+    def _remember_replacement(self, bucket: Bucket, contact: Contact) -> None:
+        bucket.replacements[contact.node_id] = contact
+        bucket.replacements.move_to_end(contact.node_id)
+        while len(bucket.replacements) > self.replacement_size:
+            bucket.replacements.popitem(last=False)
+
+    def _promote(self, bucket: Bucket) -> None:
+        # The most recently seen replacement is the likeliest to be alive.
+        while bucket.replacements:
+            _, candidate = bucket.replacements.popitem(last=True)
+            if self._subnet_ok(bucket, candidate):
+                candidate.failures = 0
+                bucket.contacts[candidate.node_id] = candidate
+                return
+
+
+def _refresh(old: Contact, new: Contact, now: float) -> None:
+    old.last_seen = now
+    old.failures = 0
+    old.addresses = new.addresses or old.addresses
+    # The route a round trip just proved wins unless it is longer than the one we had.
+    if len(new.route) <= len(old.route):
+        old.route = new.route
