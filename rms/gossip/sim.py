@@ -134,13 +134,13 @@ class Simulation:
 
     def _reachable(self, origin: int) -> int:
         seen = {origin}
-        todo = [origin]
-        while todo:
-            node = todo.pop()
+        frontier = [origin]
+        while frontier:
+            node = frontier.pop()
             for nb in self.neighbours[node]:
                 if nb not in seen and self.live[nb] and not self._cut(node, nb):
                     seen.add(nb)
-                    todo.append(nb)
+                    frontier.append(nb)
         return len(seen) - 1
 
     def broadcast(self) -> BroadcastResult:
