@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfs.zfs.status import ZfsError
+from rms.spawn import spawn_detached
 
 READY_TIMEOUT_S = 15.0
 # zfs-fuse also records every pool it holds in /var/lib/zfs/zpool.cache and imports them all
@@ -120,16 +121,9 @@ async def stop(pid: int, grace_s: float = 5.0) -> None:
 
 
 def spawn(argv: Sequence[str], log: Path) -> int:
-    """Start argv in its own session, output appended to log; return its pid."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
+    """Start argv detached (rms.spawn), output appended to log; return its pid."""
     try:
-        return os.posix_spawnp(
-            argv[0], list(argv), dict(os.environ), file_actions=actions, setsid=True
-        )
+        return spawn_detached(argv, log)
     except OSError as e:
         raise ZfsError(f"cannot start {argv[0]}: {e.strerror}; install Debian zfs-fuse") from e
 

@@ -14,12 +14,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from rms.lab.system import LabError
+from rms.spawn import spawn_detached as spawn
 
 NsId = tuple[int, int]
 PROC = Path("/proc")
 POLL_S = 0.05
-# Signals Python leaves ignored or handled; the node's programs get the defaults back.
-_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def ns_id(path: Path) -> NsId | None:
@@ -91,21 +90,9 @@ def _send(pids: Sequence[int], sig: signal.Signals) -> None:
 
 
 def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str]) -> int:
-    """Start argv in its own session, output appended to log, and return its pid.
-
-    posix_spawn rather than subprocess.Popen: the program must outlive `rms lab up`, and a
-    Popen object left running would warn when collected.
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
+    """Start argv in its own session, output appended to log, and return its pid."""
     try:
-        return os.posix_spawn(
-            argv[0], list(argv), dict(env), file_actions=actions, setsid=True, setsigdef=_RESET
-        )
+        return spawn(argv, log, env)
     except OSError as e:
         raise LabError(f"cannot start {argv[0]}: {e.strerror}") from e
 

@@ -23,6 +23,7 @@ RMS_LIBRARY = (
     "rms.logs",
     "rms.servicecli",
     "rms.tomlconfig",
+    "rms.spawn",
     "rms.discovery",
     "rms.policy",
     "rms.overlay",

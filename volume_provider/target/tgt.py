@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rms.spawn import spawn_detached
 from volume_provider.target.changes import (
     AllowInitiator,
     BindAccount,
@@ -109,17 +110,9 @@ class TgtDaemon:
 
 
 def spawn(argv: Sequence[str], log: Path) -> int:
-    """Start argv in its own session, output appended to log; posix_spawn so that the
-    daemon outlives this call without an asyncio transport that warns when collected."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
+    """Start argv detached (rms.spawn), output appended to log; return its pid."""
     try:
-        return os.posix_spawnp(
-            argv[0], list(argv), dict(os.environ), file_actions=actions, setsid=True
-        )
+        return spawn_detached(argv, log)
     except OSError as e:
         raise TargetError(f"cannot start {argv[0]}: {e.strerror}; install Debian tgt") from e
 
