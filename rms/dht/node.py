@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from rms.dht import server
 from rms.dht.lookup import Lookup
@@ -110,6 +111,12 @@ class DhtNode:
         ttl = self.config.policy.dht_record_ttl_s
         raw = sign_record(self.identity, kind, int(now * 1000), now + ttl, fields)
         return self.start_put(raw, now)
+
+    def set_addresses(self, addresses: Sequence[Address]) -> None:
+        """Our own addresses changed (a VPN joined or left): send from and announce these."""
+        self.config = replace(self.config, addresses=tuple(addresses))
+        self.reach.config = self.config
+        self._from = [a.wire() for a in self.config.addresses]
 
     def _start_op(
         self, kind: Kind, key: bytes, now: float, seeds: Sequence[Contact] | None,
