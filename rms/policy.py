@@ -42,6 +42,18 @@ class Policy:
 
     # Entitlement (seed: "probably between one third and a half").
     entitlement_ratio: float = 0.4
+    probation_s: float = 30 * 86400.0  # a new node's first 30 days (docs/entitlement.md)
+    probation_factor: float = 0.5  # entitlement is scaled by this during probation
+    availability_window_s: float = 30 * 86400.0  # uptime history the availability looks at
+    uptime_heartbeat_s: float = 60.0  # the daemon records it is up this often
+    uptime_gap_s: float = 180.0  # a longer silence between two heartbeats is downtime
+
+    # Audits and reputation (docs/accounting.md).
+    audit_min_reporters: int = 2  # independent auditors before a provider is warned
+    audit_half_life_s: float = 7 * 86400.0  # audit evidence loses half its weight this fast
+    audit_grace_s: float = 3 * 86400.0  # a warned owner has this long to repair
+    audit_penalty_score: float = 0.5  # below this (corroborated) reputation, a penalty applies
+    audit_penalty_factor: float = 0.5  # entitlement and placement weight while penalised
 
     # Broadcast of resource requests (docs/broadcast.md).
     gossip_max_hops: int = 16  # receivers clamp any hop count to this
@@ -61,6 +73,13 @@ class Policy:
             raise ValueError("a management VPN must hold at least 2 members")
         if not 1 / 3 <= self.entitlement_ratio <= 1 / 2:
             raise ValueError("entitlement_ratio must lie in [1/3, 1/2]")
+        for name in ("probation_factor", "audit_penalty_score", "audit_penalty_factor"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1]")
+        if self.audit_min_reporters < 2:
+            raise ValueError("audit_min_reporters must be at least 2 (corroboration)")
+        if not 0 < self.uptime_heartbeat_s < self.uptime_gap_s <= self.availability_window_s:
+            raise ValueError("policy needs 0 < uptime_heartbeat_s < uptime_gap_s <= window")
 
 
 DEFAULT = Policy()

@@ -56,6 +56,7 @@ CORES = [
     *(f"rms/dht/{m}.py" for m in ("__init__", "lookup", "node", "ops", "puzzle", "records")),
     *(f"rms/dht/{m}.py" for m in ("reach", "relay", "routing", "rpc", "server", "store", "types")),
     "rms/wire/messages/dht.py",
+    *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
 ]
 ADAPTERS = [
     "rms/dht/adapter.py",
@@ -77,6 +78,7 @@ PACKAGES = (
     "rms/discovery",
     "rms/gossip",
     "rms/dht",
+    "rms/entitlement",
 )
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}
