@@ -57,6 +57,8 @@ CORES = [
     *(f"rms/dht/{m}.py" for m in ("reach", "relay", "routing", "rpc", "server", "store", "types")),
     "rms/wire/messages/dht.py",
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
+    *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing")),
+    "cfs/zfs/status.py",
 ]
 ADAPTERS = [
     "rms/dht/adapter.py",

@@ -1,0 +1,285 @@
+"""The healing controller of a CFS pool (sans-IO: `now` is an argument, actions come out).
+
+Issue 5, "Healing": notice a lost or faulted volume, obtain a replacement from another
+provider, `zpool replace`, follow the resilver, release the dead lease; renew leases before
+they expire. Each of the 8 slots of the RAIDZ3 pool walks this path:
+
+    online --lost--> reattaching --fails--> obtaining -> attaching -> replacing
+       ^                 |                                                |
+       +---- back -------+                  resilvering <-----------------+
+       +-------------------------- resilver done (old lease released) ---+
+
+A lost volume is first logged in to again with its own lease (a provider that restarted is
+back in seconds and costs only the delta), then replaced. A replacement is asked for only
+while at most 3 slots are lost: RAIDZ3 cannot rebuild anything with 4 gone, so then the
+controller keeps trying to reattach until enough volumes are back (the pool resumes after
+`zpool clear`). A failed step is retried after `retry_s`, doubling up to `max_retry_s`; a
+provider that failed us is avoided for that slot. Leases are renewed `renew_margin_s`
+before they expire; a lease that expires anyway counts as a lost volume.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace
+from cfs.lease import Lease
+from cfs.zfs.status import PoolStatus
+
+PARITY = 3
+BAD_STATES = frozenset({"UNAVAIL", "FAULTED", "REMOVED", "OFFLINE"})
+HISTORY = 32
+
+
+class SlotState(StrEnum):
+    """Where one slot is on its healing path."""
+
+    ONLINE = "online"
+    REATTACHING = "reattaching"
+    WAITING = "waiting"  # lost, with a retry due at `retry_at`
+    OBTAINING = "obtaining"
+    ATTACHING = "attaching"
+    REPLACING = "replacing"
+    RESILVERING = "resilvering"
+
+
+@dataclass
+class Slot:
+    """One of the pool's volumes: its lease and device, and the one replacing it, if any."""
+
+    lease: Lease
+    device: str
+    state: SlotState = SlotState.ONLINE
+    new_lease: Lease | None = None
+    new_device: str = ""
+    retry_at: float = 0.0
+    delay: float = 0.0
+    avoid: set[str] = field(default_factory=set)
+    reattached: bool = False  # a reattach already brought it back once in this loss
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The controller's timings (seconds)."""
+
+    renew_margin_s: float = 60.0
+    retry_s: float = 2.0
+    max_retry_s: float = 60.0
+
+
+class Healer:
+    """Keeps the pool's 8 volumes alive; feed it observations, carry out what it returns."""
+
+    def __init__(self, members: list[tuple[Lease, str]], policy: Policy | None = None) -> None:
+        self.policy = policy or Policy()
+        self.slots = [Slot(lease, device) for lease, device in members]
+        self.history: deque[str] = deque(maxlen=HISTORY)
+        self._renewing: set[str] = set()
+        self._renew_at = {s.lease.lease_id: self._due(s.lease) for s in self.slots}
+        self.scan = ""
+        self.resilver_percent: float | None = None
+
+    # -- observations -------------------------------------------------------------------
+
+    def pool_status(self, status: PoolStatus, now: float) -> list[Action]:
+        """A fresh `zpool status`: notice losses, follow resilvers."""
+        self.scan = status.scan.text
+        resilvering = status.scan.kind == "resilver" and status.scan.in_progress
+        self.resilver_percent = status.scan.percent if resilvering else None
+        actions: list[Action] = []
+        for i, slot in enumerate(self.slots):
+            if slot.state is SlotState.ONLINE:
+                leaf = status.device(slot.device)
+                if leaf is None or leaf.state in BAD_STATES:
+                    state = "missing" if leaf is None else leaf.state
+                    actions += self._lose(i, f"device {state}", now, reattach=True)
+            elif slot.state is SlotState.RESILVERING and not resilvering:
+                actions += self._finish_resilver(i, status, now)
+        return actions
+
+    def obtained(self, slot: int, lease: Lease, now: float) -> list[Action]:
+        """The service claimed a replacement volume for the slot."""
+        s = self.slots[slot]
+        if s.state is not SlotState.OBTAINING:
+            return [Release(lease, "not needed any more")]
+        s.new_lease, s.state = lease, SlotState.ATTACHING
+        self._renew_at[lease.lease_id] = self._due(lease)
+        self._note(now, f"slot {slot}: got volume {lease.lease_id} from {_short(lease)}")
+        return [Attach(slot, lease)]
+
+    def attached(self, slot: int, lease_id: str, device: str, now: float) -> list[Action]:
+        """The service logged in to a lease of the slot (its own again, or the new one)."""
+        s = self.slots[slot]
+        if s.state is SlotState.REATTACHING and lease_id == s.lease.lease_id:
+            s.device, s.state, s.reattached = device, SlotState.ONLINE, True
+            self._note(now, f"slot {slot}: provider back, volume reattached")
+            return [Online(slot, device)]
+        if s.state is SlotState.ATTACHING and s.new_lease and lease_id == s.new_lease.lease_id:
+            s.new_device, s.state = device, SlotState.REPLACING
+            self._note(now, f"slot {slot}: replacing {s.device} by {device}")
+            return [Replace(slot, s.device, device)]
+        return []
+
+    def replaced(self, slot: int, now: float) -> list[Action]:
+        """`zpool replace` was accepted: the resilver runs."""
+        s = self.slots[slot]
+        if s.state is SlotState.REPLACING:
+            s.state = SlotState.RESILVERING
+            self._note(now, f"slot {slot}: resilvering onto {s.new_device}")
+        return []
+
+    def failed(self, slot: int, step: str, reason: str, now: float) -> list[Action]:
+        """A step of the slot's healing failed; back off, then go on (or around it)."""
+        s = self.slots[slot]
+        self._note(now, f"slot {slot}: {step} failed: {reason}")
+        actions: list[Action] = []
+        if s.new_lease is not None and s.state in (SlotState.ATTACHING, SlotState.REPLACING):
+            s.avoid.add(s.new_lease.provider.provider)
+            actions.append(Release(s.new_lease, f"{step} failed"))
+            self._forget(s.new_lease.lease_id)
+            s.new_lease, s.new_device = None, ""
+        if s.state is SlotState.REATTACHING and self._may_replace():
+            return actions + self._obtain(slot)
+        s.state = SlotState.WAITING
+        s.delay = min(max(s.delay * 2, self.policy.retry_s), self.policy.max_retry_s)
+        s.retry_at = now + s.delay
+        return actions
+
+    def renewed(self, lease: Lease, now: float) -> list[Action]:
+        """A lease was extended."""
+        self._renewing.discard(lease.lease_id)
+        for s in self.slots:
+            if s.lease.lease_id == lease.lease_id:
+                s.lease = lease
+            elif s.new_lease and s.new_lease.lease_id == lease.lease_id:
+                s.new_lease = lease
+        if lease.lease_id in self._renew_at:
+            self._renew_at[lease.lease_id] = self._due(lease)
+        return []
+
+    def renew_failed(self, lease_id: str, reason: str, now: float) -> list[Action]:
+        """A renewal failed; try again after retry_s (the lease may still expire)."""
+        self._renewing.discard(lease_id)
+        if lease_id in self._renew_at:
+            self._renew_at[lease_id] = now + self.policy.retry_s
+        self._note(now, f"lease {lease_id}: renewal failed: {reason}")
+        return []
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Renewals that are due, expiries, and retries whose time has come."""
+        actions: list[Action] = []
+        for i, s in enumerate(self.slots):
+            if s.state is SlotState.ONLINE and s.lease.expires_at <= now:
+                actions += self._lose(i, "lease expired", now, reattach=False)
+            elif s.state is SlotState.WAITING and s.retry_at <= now:
+                actions += self._retry(i)
+        for lease in self._leases():
+            due = self._renew_at.get(lease.lease_id, self._due(lease))
+            if due <= now and lease.lease_id not in self._renewing and lease.expires_at > now:
+                self._renewing.add(lease.lease_id)
+                actions.append(Renew(lease))
+        return actions
+
+    def next_timer(self) -> float | None:
+        """When handle_timer next has something to do."""
+        times = [s.retry_at for s in self.slots if s.state is SlotState.WAITING]
+        times += [s.lease.expires_at for s in self.slots if s.state is SlotState.ONLINE]
+        times += [
+            self._renew_at.get(le.lease_id, self._due(le))
+            for le in self._leases()
+            if le.lease_id not in self._renewing
+        ]
+        return min(times, default=None)
+
+    # -- what the status shows --------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """The volumes, each one's provider and state, and the recent healing steps."""
+        volumes = []
+        for i, s in enumerate(self.slots):
+            row: dict[str, object] = {
+                "slot": i,
+                "provider": s.lease.provider.provider,
+                "lease": s.lease.lease_id,
+                "device": s.device,
+                "state": s.state.value,
+                "lease_expires_in_s": round(s.lease.expires_at - now, 1),
+            }
+            if s.new_lease is not None:
+                row["replacement"] = {
+                    "provider": s.new_lease.provider.provider,
+                    "device": s.new_device,
+                }
+            volumes.append(row)
+        return {"volumes": volumes, "healing": list(self.history), "lost": self.lost()}
+
+    def lost(self) -> int:
+        """How many slots are not online."""
+        return sum(1 for s in self.slots if s.state is not SlotState.ONLINE)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _lose(self, slot: int, why: str, now: float, *, reattach: bool) -> list[Action]:
+        s = self.slots[slot]
+        self._note(now, f"slot {slot}: volume of {_short(s.lease)} lost ({why})")
+        s.state, s.delay, s.avoid = SlotState.WAITING, 0.0, {s.lease.provider.provider}
+        if reattach and not s.reattached:
+            s.state = SlotState.REATTACHING
+            return [Reattach(slot, s.lease)]
+        s.reattached = False
+        if self._may_replace():
+            return self._obtain(slot)
+        s.state, s.retry_at = SlotState.WAITING, now + self.policy.retry_s
+        return []
+
+    def _retry(self, slot: int) -> list[Action]:
+        s = self.slots[slot]
+        if self._may_replace():
+            return self._obtain(slot)
+        s.state = SlotState.REATTACHING
+        return [Reattach(slot, s.lease)]
+
+    def _may_replace(self) -> bool:
+        """Whether the pool can rebuild a volume: no more than PARITY slots are lost."""
+        return self.lost() <= PARITY
+
+    def _obtain(self, slot: int) -> list[Action]:
+        s = self.slots[slot]
+        s.state = SlotState.OBTAINING
+        keep = tuple(o.lease.provider for j, o in enumerate(self.slots) if j != slot)
+        keep += tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
+        return [Obtain(slot, keep, tuple(sorted(s.avoid)))]
+
+    def _finish_resilver(self, slot: int, status: PoolStatus, now: float) -> list[Action]:
+        s = self.slots[slot]
+        new = status.device(s.new_device)
+        if s.new_lease is None or new is None or new.state != "ONLINE":
+            return []
+        if status.device(s.device) is not None:
+            return []  # zpool still shows the old device: the replace has not completed
+        old = s.lease
+        self._forget(old.lease_id)
+        s.lease, s.device, s.new_lease, s.new_device = s.new_lease, s.new_device, None, ""
+        s.state, s.reattached, s.delay = SlotState.ONLINE, False, 0.0
+        self._note(now, f"slot {slot}: resilver done on {_short(s.lease)}, old lease released")
+        return [Release(old, "replaced")]
+
+    def _due(self, lease: Lease) -> float:
+        return lease.expires_at - self.policy.renew_margin_s
+
+    def _leases(self) -> list[Lease]:
+        held = [s.lease for s in self.slots]
+        return held + [s.new_lease for s in self.slots if s.new_lease is not None]
+
+    def _forget(self, lease_id: str) -> None:
+        self._renew_at.pop(lease_id, None)
+        self._renewing.discard(lease_id)
+
+    def _note(self, now: float, text: str) -> None:
+        self.history.append(f"{now:.0f} {text}")
+
+
+def _short(lease: Lease) -> str:
+    return lease.provider.provider[:12]

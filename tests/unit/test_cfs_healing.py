@@ -1,0 +1,168 @@
+"""The healing controller over hand-made `zpool status` values and outcomes; time is set by hand."""
+
+from __future__ import annotations
+
+from cfs.actions import Attach, Obtain, Online, Reattach, Release, Renew, Replace
+from cfs.healing import Healer, Policy, SlotState
+from tests.unit.cfs_support import candidate, device, lease, status
+
+NOW = 100.0
+
+
+def healer(expires_at: float = 1000.0) -> Healer:
+    return Healer([(lease(n, expires_at), device(n)) for n in range(8)], Policy(renew_margin_s=60))
+
+
+def all_online() -> dict[str, str]:
+    return {device(n): "ONLINE" for n in range(8)}
+
+
+def with_states(**bad: str) -> dict[str, str]:
+    states = all_online()
+    for key, state in bad.items():
+        states[device(int(key[1:]))] = state
+    return states
+
+
+def test_a_healthy_pool_needs_nothing() -> None:
+    h = healer()
+    assert h.pool_status(status(all_online()), NOW) == []
+    assert h.lost() == 0
+
+
+def test_lost_volume_reattach_then_replace_resilver_release() -> None:
+    h = healer()
+    (act,) = h.pool_status(status(with_states(d2="UNAVAIL"), pool_state="DEGRADED"), NOW)
+    assert isinstance(act, Reattach) and act.slot == 2 and act.lease.lease_id == "lease-2"
+    (obtain,) = h.failed(2, "reattach", "login failed", NOW + 1)
+    assert isinstance(obtain, Obtain) and obtain.slot == 2
+    assert candidate(2).provider in obtain.avoid
+    assert len(obtain.keep) == 7 and candidate(2) not in obtain.keep
+    new = lease(9)
+    (attach,) = h.obtained(2, new, NOW + 2)
+    assert attach == Attach(2, new)
+    (replace,) = h.attached(2, new.lease_id, device(9), NOW + 3)
+    assert replace == Replace(2, device(2), device(9))
+    assert h.replaced(2, NOW + 4) == []
+    assert h.slots[2].state is SlotState.RESILVERING
+    during = status(
+        with_states(d2="UNAVAIL") | {device(9): "ONLINE"},
+        scan="resilver in progress, 40.00% done, 0h0m to go",
+    )
+    assert h.pool_status(during, NOW + 5) == []
+    assert h.resilver_percent == 40.0
+    after = all_online()
+    del after[device(2)]
+    after[device(9)] = "ONLINE"
+    (release,) = h.pool_status(
+        status(after, scan="resilver completed after 0h0m with 0 errors"), NOW + 6
+    )
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-2"
+    slot = h.slots[2]
+    assert (slot.lease.lease_id, slot.state) == ("lease-9", SlotState.ONLINE)
+    assert h.lost() == 0
+    assert any("resilver done" in line for line in h.history)
+
+
+def test_resilver_not_done_while_old_device_still_listed() -> None:
+    h = healer()
+    h.pool_status(status(with_states(d1="FAULTED")), NOW)
+    h.failed(1, "reattach", "gone", NOW)
+    h.obtained(1, lease(9), NOW)
+    h.attached(1, "lease-9", device(9), NOW)
+    h.replaced(1, NOW)
+    both = with_states(d1="UNAVAIL") | {device(9): "ONLINE"}
+    assert (
+        h.pool_status(status(both, scan="resilver completed after 0h0m with 0 errors"), NOW) == []
+    )
+    assert h.slots[1].state is SlotState.RESILVERING
+
+
+def test_provider_back_reattaches_and_onlines_without_replacement() -> None:
+    h = healer()
+    h.pool_status(status(with_states(d4="UNAVAIL")), NOW)
+    (online,) = h.attached(4, "lease-4", device(4), NOW + 1)
+    assert online == Online(4, device(4))
+    assert h.slots[4].state is SlotState.ONLINE
+    # lost again at once: this time it is replaced, not reattached in a loop
+    (obtain,) = h.pool_status(status(with_states(d4="UNAVAIL")), NOW + 2)
+    assert isinstance(obtain, Obtain)
+
+
+def test_four_lost_wait_for_volumes_to_come_back_and_never_replace() -> None:
+    h = healer()
+    bad = with_states(d0="UNAVAIL", d1="UNAVAIL", d2="UNAVAIL", d3="UNAVAIL")
+    acts = h.pool_status(status(bad, pool_state="UNAVAIL"), NOW)
+    assert [type(a) for a in acts] == [Reattach] * 4
+    for n in range(4):
+        assert h.failed(n, "reattach", "no route", NOW) == []
+    assert h.lost() == 4
+    retry = h.next_timer()
+    assert retry is not None and retry > NOW
+    acts = h.handle_timer(retry)
+    assert [type(a) for a in acts] == [Reattach] * 4
+    outcomes = [h.attached(n, f"lease-{n}", device(n), retry + 1) for n in range(4)]
+    assert [type(a) for (a,) in outcomes] == [Online] * 4
+    assert h.lost() == 0
+
+
+def test_failed_attach_releases_the_new_lease_avoids_its_provider_and_retries() -> None:
+    h = healer()
+    h.pool_status(status(with_states(d5="UNAVAIL")), NOW)
+    h.failed(5, "reattach", "gone", NOW)
+    h.obtained(5, lease(10), NOW)
+    (release,) = h.failed(5, "attach", "CHAP refused", NOW + 1)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-10"
+    assert h.slots[5].state is SlotState.WAITING
+    at = h.next_timer()
+    assert at is not None
+    (obtain,) = h.handle_timer(at)
+    assert isinstance(obtain, Obtain) and candidate(10).provider in obtain.avoid
+    h.failed(5, "obtain", "no offers", at)
+    assert h.slots[5].delay == 4.0  # doubled from retry_s=2
+
+
+def test_a_stale_grant_is_released() -> None:
+    h = healer()
+    (release,) = h.obtained(3, lease(11), NOW)
+    assert isinstance(release, Release)
+    assert h.attached(3, "lease-11", device(11), NOW) == []
+
+
+def test_renewal_before_expiry_once_and_retry_after_failure() -> None:
+    h = healer(expires_at=500.0)
+    assert h.next_timer() == 440.0
+    assert h.handle_timer(439.0) == []
+    renews = h.handle_timer(440.0)
+    assert len(renews) == 8 and all(isinstance(a, Renew) for a in renews)
+    assert h.handle_timer(441.0) == []  # in flight: not asked twice
+    h.renewed(lease(0, expires_at=900.0), 442.0)
+    assert h.slots[0].lease.expires_at == 900.0
+    h.renew_failed("lease-1", "provider silent", 442.0)
+    (again,) = h.handle_timer(444.0)
+    assert isinstance(again, Renew) and again.lease.lease_id == "lease-1"
+
+
+def test_an_expired_lease_is_a_lost_volume_replaced_directly() -> None:
+    h = healer(expires_at=500.0)
+    for n in range(1, 8):
+        h.renewed(lease(n, expires_at=5000.0), 400.0)
+    acts = h.handle_timer(500.0)
+    assert [type(a) for a in acts] == [Obtain]
+    assert h.slots[0].state is SlotState.OBTAINING
+
+
+def test_renewed_never_shortens_a_lease() -> None:
+    old = lease(1, expires_at=900.0)
+    assert old.renewed(800.0).expires_at == 900.0
+
+
+def test_snapshot_shows_providers_states_and_history_without_secrets() -> None:
+    h = healer()
+    h.pool_status(status(with_states(d6="UNAVAIL")), NOW)
+    snap = h.snapshot(NOW)
+    volumes = snap["volumes"]
+    assert isinstance(volumes, list) and len(volumes) == 8
+    assert volumes[6]["state"] == "reattaching" and volumes[6]["provider"] == candidate(6).provider
+    text = repr(snap) + repr(h.slots[6].lease)
+    assert "s6s6" not in text and h.slots[6].lease.tunnel.private_key.hex() not in text
