@@ -24,6 +24,19 @@ Layout of the file (every key optional)::
     urls = []            # https://…/feed.rss of the discovery mirrors
     ca_file = ""         # PEM bundle to trust; empty: the system store
 
+    [contribution]       # docs/entitlement.md
+    storage = "20 GiB"
+    cpu = 2.0            # cores
+
+    [policy]             # trusted policy keys (hex) and how many must sign
+    keys = []
+    threshold = 1
+    document = ""        # empty: <state_dir>/policy.json
+
+    [webui]              # rms ui (docs/webui.md)
+    address = "127.0.0.1"
+    port = 8470
+
 Any key can be overridden by the environment variable ``RMS_<SECTION>_<KEY>`` in upper case,
 for example ``RMS_NODE_STATE_DIR`` or ``RMS_LOG_LEVEL``; lists are comma-separated there.
 The environment wins over the file.
@@ -36,6 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rms.entitlement.arithmetic import ContributionError, parse_size
 from rms.tomlconfig import MAX_CONFIG_BYTES, ConfigError, LogSection, build, read_toml, require
 
 __all__ = ["DEFAULT_CONFIG_PATH", "MAX_CONFIG_BYTES", "Config", "ConfigError", "load_config"]
@@ -86,6 +100,45 @@ class DiscoverySection:
 
 
 @dataclass(frozen=True)
+class ContributionSection:
+    """What the node offers until its Volume Provider measures it (docs/entitlement.md)."""
+
+    storage: str = "0"  # bytes offered, e.g. "20 GiB"; the web UI can change it
+    cpu: float = 0.0  # CPU cores offered
+
+    def __post_init__(self) -> None:
+        try:
+            parse_size(self.storage)
+        except ContributionError as e:
+            raise ConfigError(f"contribution.storage: {e}") from None
+        require(0 <= self.cpu <= 4096, "contribution.cpu must lie in [0, 4096] cores")
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """Whom the node trusts for the signed policy document (docs/entitlement.md)."""
+
+    keys: tuple[str, ...] = ()  # the cloud's policy keys (ed25519 public keys, hex)
+    threshold: int = 1  # how many of them must sign a document
+    document: str = ""  # where updates drop a new document; empty: <state_dir>/policy.json
+
+    def __post_init__(self) -> None:
+        require(1 <= self.threshold <= max(1, len(self.keys)), "policy.threshold is too high")
+
+
+@dataclass(frozen=True)
+class WebuiSection:
+    """The local web UI of `rms ui` (docs/webui.md): loopback only."""
+
+    address: str = "127.0.0.1"  # 127.0.0.1 or ::1
+    port: int = 8470
+
+    def __post_init__(self) -> None:
+        require(self.address in ("127.0.0.1", "::1"), "webui.address must be 127.0.0.1 or ::1")
+        require(0 <= self.port <= 65535, "webui.port must lie in [0, 65535]")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; later issues add sections here."""
 
@@ -94,6 +147,9 @@ class Config:
     log: LogSection = field(default_factory=LogSection)
     vpn: VpnSection = field(default_factory=VpnSection)
     discovery: DiscoverySection = field(default_factory=DiscoverySection)
+    contribution: ContributionSection = field(default_factory=ContributionSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    webui: WebuiSection = field(default_factory=WebuiSection)
 
 
 def load_config(

@@ -57,6 +57,8 @@ CORES = [
     *(f"rms/dht/{m}.py" for m in ("reach", "relay", "routing", "rpc", "server", "store", "types")),
     "rms/wire/messages/dht.py",
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
+    "rms/policydoc.py",
+    *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing")),
     "cfs/zfs/status.py",
 ]
@@ -81,6 +83,7 @@ PACKAGES = (
     "rms/gossip",
     "rms/dht",
     "rms/entitlement",
+    "rms/ledger",
 )
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}
