@@ -28,6 +28,7 @@ RMS_LIBRARY = (
     "rms.policy",
     "rms.overlay",
     "rms.wg.keys",
+    "rms.volumes",  # the volume protocol, shared by volume_provider and cfs (issue 5)
 )
 
 

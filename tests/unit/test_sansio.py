@@ -61,6 +61,11 @@ CORES = [
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing")),
     "cfs/zfs/status.py",
+    "rms/wire/messages/volumes.py",
+    *(
+        f"rms/volumes/{m}.py"
+        for m in ("__init__", "client", "grants", "leases", "provider", "terms", "wire")
+    ),
 ]
 ADAPTERS = [
     "rms/dht/adapter.py",
@@ -84,6 +89,7 @@ PACKAGES = (
     "rms/dht",
     "rms/entitlement",
     "rms/ledger",
+    "rms/volumes",
 )
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}

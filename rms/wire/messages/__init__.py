@@ -6,7 +6,7 @@ it to `FAMILIES` below (docs/wire.md, "Adding a message family").
 
 from __future__ import annotations
 
-from rms.wire.messages import admission, dht, gossip, node, roster
+from rms.wire.messages import admission, dht, gossip, node, roster, volumes
 from rms.wire.registry import MessageType, Registry
 
 __all__ = ["FAMILIES", "default_registry"]
@@ -17,6 +17,7 @@ FAMILIES: tuple[tuple[MessageType, ...], ...] = (
     roster.TYPES,
     gossip.TYPES,
     dht.TYPES,
+    volumes.TYPES,
 )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_EXCLUDED",
     "MAX_HOP_LIMIT",
     "MAX_REPLY_ADDRESSES",
+    "MAX_TERMS",
     "OFFER",
     "REQUEST",
     "REQUEST_ID_SIZE",
@@ -41,6 +42,7 @@ MAX_EXCLUDED = 64  # locality or network UUIDs a requester may rule out
 MAX_REPLY_ADDRESSES = 4  # one management address per VPN, and a node is in at most 4
 MAX_HOP_LIMIT = 255
 MAX_BOX = 4096
+MAX_TERMS = 512  # opaque kind-specific terms of a request or an offer
 KINDS = ("storage", "cpu")  # storage: bytes; cpu: millicores
 
 _UUID = Bytes(max_len=16, min_len=16)
@@ -57,7 +59,8 @@ REQUEST = MessageType(
             "exclude_locations": List(_UUID, MAX_EXCLUDED),
             "exclude_networks": List(_UUID, MAX_EXCLUDED),
             "reply_addresses": List(Bytes(max_len=16, min_len=16), MAX_REPLY_ADDRESSES),
-        }
+        },
+        {"terms": Bytes(max_len=MAX_TERMS)},  # kind-specific, e.g. rms.wire.messages.volumes
     ),
 )
 # NaCl Box overhead is a 24-byte nonce and a 16-byte tag: anything shorter is no box.
@@ -68,7 +71,7 @@ ANSWER = MessageType(
 # Not a message type: the schema of the plaintext inside an answer's box.
 OFFER = Map(
     {"amount": Int(1, 2**63 - 1), "addresses": List(Bytes(max_len=16, min_len=16), 4)},
-    {"expires_ms": Int(0, 2**63 - 1)},
+    {"expires_ms": Int(0, 2**63 - 1), "terms": Bytes(max_len=MAX_TERMS)},
 )
 TYPES: tuple[MessageType, ...] = (REQUEST, ANSWER)
 
@@ -86,12 +89,13 @@ class RequestBody:
     exclude_locations: tuple[bytes, ...] = ()
     exclude_networks: tuple[bytes, ...] = ()
     reply_addresses: tuple[IPv6Address, ...] = ()
+    terms: bytes = b""  # packed kind-specific terms; empty means none (and is not sent)
 
     def body(self) -> dict[str, object]:
         """The body to encode as a `gossip.request`."""
         if self.kind not in KINDS:
             raise WireError(f"a request kind is one of {KINDS}, got {self.kind!r}")
-        return {
+        body: dict[str, object] = {
             "request_id": self.request_id,
             "kind": self.kind,
             "amount": self.amount,
@@ -100,6 +104,9 @@ class RequestBody:
             "exclude_networks": list(self.exclude_networks),
             "reply_addresses": [a.packed for a in self.reply_addresses],
         }
+        if self.terms:
+            body["terms"] = self.terms
+        return body
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> RequestBody | None:
@@ -117,6 +124,7 @@ class RequestBody:
             exclude_locations=_get(body, "exclude_locations", tuple),
             exclude_networks=_get(body, "exclude_networks", tuple),
             reply_addresses=tuple(IPv6Address(a) for a in _get(body, "reply_addresses", tuple)),
+            terms=_get(body, "terms", bytes) if "terms" in body else b"",
         )
 
 
