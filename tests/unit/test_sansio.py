@@ -61,6 +61,8 @@ CORES = [
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing")),
     "cfs/zfs/status.py",
+    "rms/update/__init__.py",
+    "rms/update/roles.py",  # the component library's TUF metadata, `now` as an argument
     "rms/wire/messages/volumes.py",
     *(
         f"rms/volumes/{m}.py"
@@ -69,6 +71,8 @@ CORES = [
 ]
 ADAPTERS = [
     "rms/dht/adapter.py",
+    "rms/dht/service.py",  # the daemon's DHT: sockets per VPN address, control API lookups
+    "rms/dht/control.py",
     "rms/dht/sim.py",  # the simulator: times its phases, prints a report
     "rms/admission/server.py",
     "rms/admission/client.py",
@@ -78,6 +82,7 @@ ADAPTERS = [
     "rms/discovery/client.py",
     "rms/gossip/adapter.py",
     "rms/gossip/control.py",
+    *(f"rms/update/{m}.py" for m in ("store", "tool", "repo", "fetcher", "client", "install")),
 ]
 PACKAGES = (
     "rms/wire",
@@ -90,6 +95,7 @@ PACKAGES = (
     "rms/entitlement",
     "rms/ledger",
     "rms/volumes",
+    "rms/update",
 )
 # Library modules a core may use besides other cores: the node key and package roots.
 LIBRARIES = {"rms", "rms.identity", "rms.wire", "rms.discovery"}
