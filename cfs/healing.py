@@ -67,6 +67,7 @@ class Policy:
     renew_margin_s: float = 60.0
     retry_s: float = 2.0
     max_retry_s: float = 60.0
+    poll_s: float = 2.0  # how often the adapter reads `zpool status`
 
 
 class Healer:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from cfs.zfs.status import PoolStatus, ZfsError, parse_status
+from cfs.zfs.status import PoolStatus, ZfsError, parse_bytes, parse_status
 
 RAIDZ3_WIDTH = 8
 COMMAND_TIMEOUT_S = 60.0
@@ -38,6 +38,14 @@ class PoolDriver(Protocol):
 
     async def scrub(self, name: str) -> None:
         """Start a scrub."""
+        ...
+
+    async def online(self, name: str, device: str) -> None:
+        """Bring a device back online (after its volume was attached again)."""
+        ...
+
+    async def usage(self, name: str) -> tuple[int, int]:
+        """The pool's size and allocated bytes."""
         ...
 
     async def clear(self, name: str) -> None:
@@ -130,6 +138,18 @@ class ZfsCli:
     async def scrub(self, name: str) -> None:
         """`zpool scrub NAME`."""
         await self.run("scrub", name)
+
+    async def online(self, name: str, device: str) -> None:
+        """`zpool online NAME DEVICE`."""
+        await self.run("online", name, device)
+
+    async def usage(self, name: str) -> tuple[int, int]:
+        """`zpool list -Hp -o size,allocated NAME` (zfs-fuse lacks -p: units are parsed)."""
+        out = await self.run("list", "-H", "-o", "size,allocated", name)
+        fields = out.split()
+        if len(fields) != 2:
+            raise ZfsError(f"zpool list: cannot read {out.strip()!r}")
+        return parse_bytes(fields[0]), parse_bytes(fields[1])
 
     async def clear(self, name: str) -> None:
         """`zpool clear NAME`."""

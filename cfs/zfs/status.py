@@ -134,3 +134,14 @@ def parse_scan(text: str) -> ScanStatus:
     running = "in progress" in lowered
     found = _SCAN_PROGRESS.search(text)
     return ScanStatus(text, kind, running, float(found[1]) if found else None)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([KMGTPE]?)")
+
+
+def parse_bytes(text: str) -> int:
+    """A zpool size column (`1.98G`, `512K`, `0`, or exact bytes) as bytes; ZfsError if not."""
+    found = _SIZE.fullmatch(text.strip())
+    if found is None:
+        raise ZfsError(f"zpool: {text!r} is not a size")
+    return int(float(found[1]) * 1024 ** " KMGTPE".index(found[2] or " "))

@@ -133,7 +133,30 @@ def _inline(value: Any) -> str:
     return str(value)
 
 
-SECTION_RENDERERS = {"vpns": render_vpns, "vpn_joins": render_joins}
+def render_pool(value: Any) -> list[str]:
+    """The CFS pool: state and space, resilver progress, one line per volume, last steps."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    size, used = value.get("size_bytes"), value.get("used_bytes")
+    space = f"{_gib(used)} of {_gib(size)} used" if size is not None else "size unknown"
+    lines = [f"  {value.get('name', '?')}: {value.get('state', '?')}, {space}"]
+    if isinstance(value.get("resilver_percent"), int | float):
+        lines.append(f"  resilver: {value['resilver_percent']:.1f}% done")
+    for v in value.get("volumes", []):
+        if isinstance(v, dict):
+            state = f"{v.get('zfs_state', '?')} {v.get('state', '?')}"
+            lines.append(f"  {v.get('slot', '?')}  {str(v.get('provider', '?'))[:16]}  {state}")
+    lines += [f"  healing: {h}" for h in value.get("healing", [])[-3:]]
+    if value.get("problem"):
+        lines.append(f"  problem: {value['problem']}")
+    return lines
+
+
+def _gib(value: object) -> str:
+    return f"{value / (1 << 30):.2f} GiB" if isinstance(value, int | float) else "?"
+
+
+SECTION_RENDERERS = {"vpns": render_vpns, "vpn_joins": render_joins, "pool": render_pool}
 
 
 def format_duration(seconds: float) -> str:

@@ -29,6 +29,7 @@ RMS_LIBRARY = (
     "rms.overlay",
     "rms.wg.keys",
     "rms.volumes",  # the volume protocol, shared by volume_provider and cfs (issue 5)
+    "rms.wg",  # the WireGuard driver, for the nested per-volume links (issue 5)
 )
 
 

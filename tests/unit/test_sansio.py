@@ -59,7 +59,7 @@ CORES = [
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
     "rms/policydoc.py",
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical")),
-    *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing")),
+    *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status")),
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
     "rms/update/roles.py",  # the component library's TUF metadata, `now` as an argument

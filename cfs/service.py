@@ -1,0 +1,269 @@
+"""The CFS service: obtain 8 volumes, build the RAIDZ3 pool, keep it healthy (asyncio adapter).
+
+The decisions are the cores' (`cfs.placement.place`, `cfs.healing.Healer`); this module
+only carries them out: it asks the `VolumeSource` for offers and leases, attaches them
+(`cfs.attach.Attacher`), runs `zpool` (`PoolDriver`), feeds every outcome back to the
+healer and publishes the `pool` status section. Shutdown is orderly: export the pool, then
+detach every volume; leases are not released (the volumes still hold the pool's data), they
+lapse unless a later run renews them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace, describe
+from cfs.attach import Attacher
+from cfs.healing import Healer, Policy
+from cfs.lease import Lease, VolumeError, VolumeSource
+from cfs.placement import POOL_WIDTH, PlacementRefused, place
+from cfs.status import pool_section
+from cfs.zfs.driver import PoolDriver
+from cfs.zfs.status import PoolStatus, ZfsError
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+log = structlog.get_logger("cfs")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What pool to build: name, mount point, volume size, and whose node this is."""
+
+    name: str
+    mountpoint: Path
+    volume_size: int
+    own_id: str
+
+
+class Cfs:
+    """One node's Cloud File System."""
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        *,
+        source: VolumeSource,
+        attacher: Attacher,
+        zfs: PoolDriver,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec, self.source, self.attacher, self.zfs = spec, source, attacher, zfs
+        self.policy, self.clock = policy, clock
+        self.healer: Healer | None = None
+        self.last_status: PoolStatus | None = None
+        self.usage: tuple[int, int] | None = None
+        self.problem = ""
+
+    # -- building -----------------------------------------------------------------------
+
+    async def build(self) -> None:
+        """Obtain 8 volumes on distinct providers, attach them, create the pool."""
+        leases = await self._obtain_all()
+        members: list[tuple[Lease, str]] = []
+        try:
+            for lease in leases:
+                members.append((lease, str(await self.attacher.attach(lease))))
+            devices = [Path(d) for _, d in members]
+            await self.zfs.create_raidz3(self.spec.name, devices, self.spec.mountpoint)
+        except (VolumeError, ZfsError):
+            for lease, _ in members:
+                await self.attacher.detach(lease)
+            await self._release_all(leases, "pool not built")
+            raise
+        self.healer = Healer(members, self.policy)
+        log.info("cfs.pool_created", pool=self.spec.name, volumes=len(members))
+
+    async def _obtain_all(self) -> list[Lease]:
+        offers = await self.source.offers(self.spec.volume_size)
+        chosen = place(offers, own_id=self.spec.own_id)
+        leases: list[Lease] = []
+        try:
+            for candidate in chosen:
+                leases.append(await self.source.obtain(candidate, self.spec.volume_size))
+        except VolumeError:
+            await self._release_all(leases, "pool not built")
+            raise
+        return leases
+
+    async def _release_all(self, leases: Sequence[Lease], why: str) -> None:
+        for lease in leases:
+            await self._release(Release(lease, why))
+
+    # -- running ------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        """Read the pool, let the healer decide, carry out what it asks."""
+        healer = self._healer()
+        now = self.clock()
+        try:
+            status = await self.zfs.status(self.spec.name)
+        except ZfsError as e:
+            self.problem = str(e)
+            log.warning("cfs.status_failed", reason=str(e))
+            actions = healer.handle_timer(now)
+        else:
+            self.last_status, self.problem = status, ""
+            self.usage = await self._usage()
+            actions = healer.pool_status(status, now) + healer.handle_timer(now)
+        await self.carry_out(actions)
+
+    async def _usage(self) -> tuple[int, int] | None:
+        try:
+            return await self.zfs.usage(self.spec.name)
+        except ZfsError:
+            return None
+
+    async def carry_out(self, actions: list[Action]) -> None:
+        """Do each action and feed its outcome back, until nothing more follows."""
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            log.info("cfs.heal", **describe(action))
+            queue += await self._do(action)
+
+    async def _do(self, action: Action) -> list[Action]:
+        handlers: dict[type, Callable[[Any], Awaitable[list[Action]]]] = {
+            Reattach: self._reattach,
+            Attach: self._attach_new,
+            Obtain: self._obtain,
+            Replace: self._replace,
+            Online: self._online,
+            Release: self._release,
+            Renew: self._renew,
+        }
+        return await handlers[type(action)](action)
+
+    async def _reattach(self, action: Reattach) -> list[Action]:
+        return await self._attach(action.slot, action.lease, "reattach", self.attacher.reattach)
+
+    async def _attach_new(self, action: Attach) -> list[Action]:
+        return await self._attach(action.slot, action.lease, "attach", self.attacher.attach)
+
+    async def _replace(self, action: Replace) -> list[Action]:
+        healer, new = self._healer(), Path(action.new_device)
+        try:
+            await self.zfs.replace(self.spec.name, action.old_device, new)
+        except ZfsError as e:
+            return healer.failed(action.slot, "replace", str(e), self.clock())
+        return healer.replaced(action.slot, self.clock())
+
+    async def _renew(self, action: Renew) -> list[Action]:
+        try:
+            renewed = await self.source.renew(action.lease)
+        except VolumeError as e:
+            return self._healer().renew_failed(action.lease.lease_id, str(e), self.clock())
+        return self._healer().renewed(renewed, self.clock())
+
+    async def _attach(
+        self, slot: int, lease: Lease, step: str, how: Callable[[Lease], Awaitable[Path]]
+    ) -> list[Action]:
+        try:
+            device = await how(lease)
+        except VolumeError as e:
+            return self._healer().failed(slot, step, str(e), self.clock())
+        return self._healer().attached(slot, lease.lease_id, str(device), self.clock())
+
+    async def _obtain(self, action: Obtain) -> list[Action]:
+        healer = self._healer()
+        try:
+            offers = await self.source.offers(self.spec.volume_size)
+            (candidate,) = place(
+                offers, count=1, own_id=self.spec.own_id, keep=action.keep, avoid=action.avoid
+            )
+            lease = await self.source.obtain(candidate, self.spec.volume_size)
+        except (PlacementRefused, VolumeError) as e:
+            return healer.failed(action.slot, "obtain", str(e), self.clock())
+        return healer.obtained(action.slot, lease, self.clock())
+
+    async def _online(self, action: Online) -> list[Action]:
+        try:
+            await self.zfs.online(self.spec.name, action.device)
+            await self.zfs.clear(self.spec.name)
+        except ZfsError as e:
+            log.warning("cfs.online_failed", device=action.device, reason=str(e))
+        return []
+
+    async def _release(self, action: Release) -> list[Action]:
+        await self.attacher.detach(action.lease)
+        try:
+            await self.source.release(action.lease)
+        except VolumeError as e:
+            # The lease lapses at its expiry anyway; the provider wipes the volume then.
+            log.warning("cfs.release_failed", lease=action.lease.lease_id, reason=str(e))
+        return []
+
+    async def run(
+        self, stop: asyncio.Event, publish: Publish | None = None, every_s: float = 5.0
+    ) -> None:
+        """Keep the pool healthy until stop is set, publishing status; then shut down."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(stop), name="cfs-watch")
+                if publish is not None:
+                    tg.create_task(self._publish(stop, publish, every_s), name="cfs-status")
+        finally:
+            await self.shutdown()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.step()
+            await _wait(stop, self._next_wait())
+
+    def _next_wait(self) -> float:
+        due, poll = self._healer().next_timer(), self.policy.poll_s
+        return poll if due is None else max(0.0, min(poll, due - self.clock()))
+
+    async def _publish(self, stop: asyncio.Event, publish: Publish, every_s: float) -> None:
+        while not stop.is_set():
+            try:
+                await publish(self.snapshot())
+            except Exception as e:  # the RMS may be restarting; the pool goes on regardless
+                log.debug("cfs.publish_failed", reason=str(e))
+            await _wait(stop, every_s)
+
+    async def shutdown(self) -> None:
+        """Export the pool and detach every volume (leases kept; see the module doc)."""
+        try:
+            await self.zfs.export(self.spec.name)
+        except ZfsError as e:
+            log.warning("cfs.export_failed", pool=self.spec.name, reason=str(e))
+        if self.healer is not None:
+            for s in self.healer.slots:
+                for lease in (s.lease, s.new_lease):
+                    if lease is not None:
+                        await self.attacher.detach(lease)
+        log.info("cfs.stopped", pool=self.spec.name)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `pool` status section (see docs/cfs.md)."""
+        return pool_section(
+            self.spec.name,
+            status=self.last_status,
+            usage=self.usage,
+            healer=self.healer,
+            problem=self.problem,
+            now=self.clock(),
+        )
+
+    def _healer(self) -> Healer:
+        if self.healer is None:
+            raise RuntimeError("the pool is not built yet")
+        return self.healer
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return
+
+
+__all__ = ["POOL_WIDTH", "Cfs", "PoolSpec"]
