@@ -37,6 +37,12 @@ Layout of the file (every key optional)::
     address = "127.0.0.1"
     port = 8470
 
+    [update]             # the component library (docs/updates.md)
+    trusted_root = "/usr/share/rms/library-root.json"   # shipped with the install
+    urls = []            # mirrors serving /library/; empty: the discovery urls
+    directory = ""       # a local copy of the repository instead of mirrors
+    cache_dir = ""       # empty: <state_dir>/library
+
 Any key can be overridden by the environment variable ``RMS_<SECTION>_<KEY>`` in upper case,
 for example ``RMS_NODE_STATE_DIR`` or ``RMS_LOG_LEVEL``; lists are comma-separated there.
 The environment wins over the file.
@@ -139,6 +145,20 @@ class WebuiSection:
 
 
 @dataclass(frozen=True)
+class UpdateSection:
+    """The component library (docs/updates.md): the trusted root and where to read from."""
+
+    trusted_root: Path = Path("/usr/share/rms/library-root.json")  # shipped with the install
+    urls: tuple[str, ...] = ()  # mirrors serving /library/; empty: discovery.urls
+    directory: str = ""  # a local copy of the repository, used instead of mirrors
+    cache_dir: str = ""  # what the node has seen and fetched; empty: <state_dir>/library
+
+    def __post_init__(self) -> None:
+        for url in self.urls:
+            require(url.startswith("https://"), f"update.urls: {url!r} is not an https:// URL")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; later issues add sections here."""
 
@@ -150,6 +170,7 @@ class Config:
     contribution: ContributionSection = field(default_factory=ContributionSection)
     policy: PolicySection = field(default_factory=PolicySection)
     webui: WebuiSection = field(default_factory=WebuiSection)
+    update: UpdateSection = field(default_factory=UpdateSection)
 
 
 def load_config(

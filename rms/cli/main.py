@@ -11,6 +11,7 @@ from rms.cli import broadcast as broadcast_cmd
 from rms.cli import policy as policy_cmd
 from rms.cli import run as run_cmd
 from rms.cli import status as status_cmd
+from rms.cli import update as update_cmd
 from rms.cli import vpn as vpn_cmd
 from rms.lab import cli as lab_cmd
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     vpn_cmd.register(sub)
     broadcast_cmd.register(sub)
     policy_cmd.register(sub)
+    update_cmd.register(sub)
     lab_cmd.register(sub)
     return parser
 

@@ -21,6 +21,7 @@ from rms.update.store import write_atomic
 
 COMMAND_TIMEOUT_S = 600.0
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+POLICY_TARGET = "policy/policy.json"  # the signed policy document (rms.policydoc)
 
 
 class InstallError(Exception):
@@ -82,19 +83,42 @@ class FileInstaller:
             raise InstallError(f"cannot write {self.directory / name}: {exc}") from None
 
 
-class ByKind:
-    """Chooses an installer by the target's suffix; everything else goes to `default`."""
+class FileAt:
+    """Writes one target to one fixed path (the policy document where the daemon reads it)."""
 
-    def __init__(self, by_suffix: Mapping[str, Installer], default: Installer) -> None:
+    def __init__(self, path: Path) -> None:
+        self.files = FileInstaller(path.parent)
+        self.name = path.name
+
+    def install(self, name: str, path: Path, target: TargetFile) -> None:
+        """Write the target's bytes to the configured path."""
+        self.files.install(self.name, path, target)
+
+
+class ByKind:
+    """Chooses an installer by the target's name, then its suffix, else `default`."""
+
+    def __init__(
+        self,
+        by_suffix: Mapping[str, Installer],
+        default: Installer,
+        by_name: Mapping[str, Installer] | None = None,
+    ) -> None:
         self.by_suffix = dict(by_suffix)
+        self.by_name = dict(by_name or {})
         self.default = default
 
     def install(self, name: str, path: Path, target: TargetFile) -> None:
         """Hand the file to the installer for its kind."""
-        suffix = Path(name).suffix
-        self.by_suffix.get(suffix, self.default).install(name, path, target)
+        chosen = self.by_name.get(name) or self.by_suffix.get(Path(name).suffix, self.default)
+        chosen.install(name, path, target)
 
 
-def node_installer(documents: Path) -> ByKind:
-    """What a node uses: dpkg for .deb, opkg for .ipk, files into `documents` otherwise."""
-    return ByKind({".deb": DpkgInstaller(), ".ipk": OpkgInstaller()}, FileInstaller(documents))
+def node_installer(documents: Path, policy_document: Path) -> ByKind:
+    """What a node uses: dpkg for .deb, opkg for .ipk, the policy document to where the
+    daemon reads it, and any other document into `documents`."""
+    return ByKind(
+        {".deb": DpkgInstaller(), ".ipk": OpkgInstaller()},
+        FileInstaller(documents),
+        {POLICY_TARGET: FileAt(policy_document)},
+    )
