@@ -17,6 +17,7 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_or_create",
     "node_id_of",
     "peer_box_public_key",
+    "random_seed",
 ]
 
 KEY_FILE_NAME = "node.key"
@@ -142,12 +144,22 @@ def _checksum(seed: bytes) -> bytes:
     return hashlib.sha256(KEY_FILE_MAGIC + seed).digest()[:CHECKSUM_SIZE]
 
 
-def load_or_create(state_dir: Path) -> NodeIdentity:
-    """The node identity kept in `state_dir`, created (mode 0600) on first start."""
+def random_seed() -> bytes:
+    """A fresh ed25519 seed from the OS random source."""
+    return os.urandom(SEED_SIZE)
+
+
+def load_or_create(state_dir: Path, make_seed: Callable[[], bytes] = random_seed) -> NodeIdentity:
+    """The node identity kept in `state_dir`, created (mode 0600) on first start.
+
+    `make_seed` makes the seed of a new key; the daemon passes one that solves the DHT's
+    key puzzle (rms.dht.puzzle), which this library module cannot import. An existing key is
+    loaded as it is, whatever its seed.
+    """
     path = state_dir / KEY_FILE_NAME
     if not os.path.lexists(path):
         _make_state_dir(state_dir)
-        _create(path)
+        _create(path, make_seed())
     return load(path)
 
 
@@ -266,11 +278,13 @@ def _make_state_dir(state_dir: Path) -> None:
         ) from None
 
 
-def _create(path: Path) -> None:
+def _create(path: Path, seed: bytes) -> None:
     """Write a new key file; an existing key (e.g. from a concurrent start) always wins."""
+    if len(seed) != SEED_SIZE:
+        raise ValueError(f"an ed25519 seed is {SEED_SIZE} bytes, got {len(seed)}")
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        _write_new(temp, format_key_file(os.urandom(SEED_SIZE)))
+        _write_new(temp, format_key_file(seed))
         # If another process created the key first, its key wins and load() reads it.
         with contextlib.suppress(FileExistsError):
             os.link(temp, path)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rms import __version__
 from rms.cli import broadcast as broadcast_cmd
+from rms.cli import dht as dht_cmd
 from rms.cli import policy as policy_cmd
 from rms.cli import run as run_cmd
 from rms.cli import status as status_cmd
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.register(sub)
     vpn_cmd.register(sub)
     broadcast_cmd.register(sub)
+    dht_cmd.register(sub)
     policy_cmd.register(sub)
     update_cmd.register(sub)
     lab_cmd.register(sub)
