@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rms.lab import loss as loss_cmd
 from rms.lab.cloud import LOCATIONS, NETWORKS, Diversity
 from rms.lab.down import find_leftovers, teardown
 from rms.lab.layout import (
@@ -98,6 +99,7 @@ def register(sub: Any) -> None:
         help="keep the nodes' state directories (keys, logs) for inspection",
     )
     p.set_defaults(handler=_guarded(handle_down))
+    loss_cmd.register(labsub, common, _guarded)
 
 
 def _guarded(handler: Handler) -> Handler:
