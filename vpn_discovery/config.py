@@ -27,6 +27,9 @@ max_sync_bytes = 8388608
 [log]
 format = "auto"           # auto | console | json
 level = "info"
+
+[library]
+directory = ""            # a component library repository to serve at /library/ (docs/updates.md)
 """
 
 from __future__ import annotations
@@ -109,6 +112,13 @@ class PeersSection:
 
 
 @dataclass(frozen=True)
+class LibrarySection:
+    """A copy of the component library's repository, served at /library/; empty: none."""
+
+    directory: str = ""
+
+
+@dataclass(frozen=True)
 class MirrorConfig:
     """The whole configuration of one mirror."""
 
@@ -117,6 +127,7 @@ class MirrorConfig:
     store: StoreSection = field(default_factory=StoreSection)
     peers: PeersSection = field(default_factory=PeersSection)
     log: LogSection = field(default_factory=LogSection)
+    library: LibrarySection = field(default_factory=LibrarySection)
 
 
 def load_config(path: Path) -> MirrorConfig:

@@ -8,6 +8,7 @@
 |                       | 413 too large, 507 over the caps                               |
 | GET /records.msgpack  | every current record, a msgpack bundle (anti-entropy)          |
 | GET /digest.msgpack   | [vpn_id, delegation version, seq] per record (anti-entropy)    |
+| GET /library/metadata/F, /library/targets/F | the component library's files, as they are |
 
 Every decision is the core's (vpn_discovery.mirror); handlers translate HTTP to and from it.
 
@@ -70,6 +71,7 @@ class ServerContext:
     rng: random.Random
     clock: Callable[[], float]
     on_change: Callable[[VpnRecord], None]  # tells the replicator about a stored record
+    library: Path | None = None  # a TUF repository (docs/updates.md); nodes verify every byte
 
 
 CONTEXT = web.AppKey("context", ServerContext)
@@ -86,6 +88,9 @@ def create_app(context: ServerContext) -> web.Application:
     app.router.add_post("/records", publish)
     app.router.add_get("/records.msgpack", records)
     app.router.add_get("/digest.msgpack", digest)
+    if context.library is not None:  # only what nodes read; never the staged/ directory
+        for part in ("metadata", "targets"):
+            app.router.add_static(f"/library/{part}", context.library / part, follow_symlinks=False)
     return app
 
 

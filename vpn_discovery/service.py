@@ -140,7 +140,17 @@ class MirrorService:
             rng=self.rng,
             clock=self.clock,
             on_change=replicator.announce,
+            library=self._library(),
         )
+
+    def _library(self) -> Path | None:
+        directory = self.config.library.directory
+        if not directory:
+            return None
+        path = Path(directory)
+        if not ((path / "metadata").is_dir() and (path / "targets").is_dir()):
+            raise ServiceError(f"library.directory {path} has no metadata/ and targets/")
+        return path
 
     async def _listen(self, runner: web.AppRunner, tls: ssl.SSLContext) -> None:
         server = self.config.server

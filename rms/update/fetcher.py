@@ -123,19 +123,20 @@ class MirrorSource:
     def open(self, path: str) -> Iterator[bytes]:
         """Try the mirrors in a random order; the first that serves the file wins."""
         failures = []
-        found_nowhere = True
+        answered_404 = False
         for base in self.rng.sample(self.urls, len(self.urls)):
             try:
                 return self._get(base + path)
             except DownloadHTTPError as exc:
-                found_nowhere = found_nowhere and exc.status_code == NOT_FOUND
+                answered_404 = answered_404 or exc.status_code == NOT_FOUND
                 failures.append(f"{base}: HTTP {exc.status_code}")
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                found_nowhere = False
                 failures.append(f"{base}: {type(exc).__name__}")
         detail = "; ".join(failures)
-        if found_nowhere:  # ngclient reads 404 as "no newer root"
-            raise DownloadHTTPError(f"{path} is on no mirror ({detail})", NOT_FOUND)
+        # ngclient reads 404 as "no newer root": one mirror that answered so is enough, since
+        # a withheld root only keeps the node on the old one (whose keys then refuse the rest).
+        if answered_404:
+            raise DownloadHTTPError(f"{path} is on no mirror that answered ({detail})", NOT_FOUND)
         raise DownloadError(f"no mirror served {path}: {detail}")
 
     def _get(self, url: str) -> Iterator[bytes]:
@@ -143,16 +144,21 @@ class MirrorSource:
             "GET", url, preload_content=False, redirect=False, decode_content=False
         )
         if response.status != 200:
-            response.release_conn()
+            response.close()  # its body is unread: the connection must not be reused
             raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
         return _stream(response)
 
 
 def _stream(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    complete = False
     try:
         yield from response.stream(CHUNK, decode_content=False)
+        complete = True
     finally:
-        response.release_conn()
+        if complete:
+            response.release_conn()
+        else:  # ngclient stopped at its length cap, or the read failed: drop the connection
+            response.close()
 
 
 def _library_base(url: str) -> str:
