@@ -20,6 +20,8 @@ from rms.gossip.adapter import GossipService
 from rms.gossip.control import routes as broadcast_routes
 from rms.gossip.core import Gossip
 from rms.gossip.events import AnswerReceived, Delivered
+from rms.gossip.exchange import Exchange
+from rms.gossip.inbox import Inbox
 from rms.identity import IdentityError, NodeIdentity, load_or_create
 from rms.logs import configure_logging
 from rms.vpn.manager import VpnManager
@@ -71,16 +73,19 @@ def open_broadcast(identity: NodeIdentity, daemon: Daemon) -> GossipService:
     log = structlog.get_logger("rms.gossip")
 
     def heard(event: Delivered | AnswerReceived) -> None:
-        # Answering requests is the providers' part (the storage issue); here they are seen.
+        # Local services (volume-provider, cfs) take them through the exchange's routes.
         if isinstance(event, Delivered):
             log.info("gossip.request", kind=event.request.body.kind, hops_left=event.hops_left)
         else:
             log.info("gossip.answer", request=event.request.body.request_id.hex()[:8])
+        exchange.heard(event)
 
     service = GossipService(core, heard)
-    daemon.board.add_section("broadcast", core.status)
+    exchange = Exchange(service, Inbox(max_age_s=core.policy.gossip_max_age_s))
+    daemon.board.add_section("broadcast", lambda: {**core.status(), **exchange.inbox.status()})
     daemon.add_service("gossip", service.run)
-    daemon.add_routes(broadcast_routes(service))
+    daemon.add_routes(broadcast_routes(service, exchange.inbox.own_request))
+    daemon.add_routes(exchange.routes())
     return service
 
 

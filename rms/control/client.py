@@ -38,6 +38,10 @@ class ControlClient:
         """POST to a route (with an optional JSON body) and return its JSON object."""
         return await self._request("POST", route, body)
 
+    async def put_json(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT a JSON body to a route and return its JSON object."""
+        return await self._request("PUT", route, body)
+
     async def _request(
         self, method: str, route: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:

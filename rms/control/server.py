@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from rms.control.peer import AccessPolicy, peer_credentials, supplementary_groups
+from rms.control.sections import PublishedSections
 from rms.status import StatusBoard
 
 STATUS_BOARD = web.AppKey("status_board", StatusBoard)
@@ -64,6 +65,7 @@ def create_app(
     app[UPTIME] = uptime
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/health", get_health)
+    app.add_routes(PublishedSections(board).routes())  # local services' sections
     return app
 
 

@@ -53,6 +53,7 @@ CORES = [
         f"rms/gossip/{m}.py"
         for m in ("__init__", "core", "events", "frames", "limits", "requests", "sim")
     ),
+    "rms/gossip/inbox.py",
     *(f"rms/dht/{m}.py" for m in ("__init__", "lookup", "node", "ops", "puzzle", "records")),
     *(f"rms/dht/{m}.py" for m in ("reach", "relay", "routing", "rpc", "server", "store", "types")),
     "rms/wire/messages/dht.py",
@@ -82,6 +83,7 @@ ADAPTERS = [
     "rms/discovery/client.py",
     "rms/gossip/adapter.py",
     "rms/gossip/control.py",
+    "rms/gossip/exchange.py",  # the long poll, answers and own answers for local services
     *(f"rms/update/{m}.py" for m in ("store", "tool", "repo", "fetcher", "client", "install")),
 ]
 PACKAGES = (
