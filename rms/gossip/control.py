@@ -8,7 +8,6 @@ answer is the request id. Bad input is a 400 with the reason, never a broadcast.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from rms.gossip.adapter import GossipService
-from rms.gossip.exchange import decode_terms
+from rms.gossip.exchange import decode_terms, json_object
 from rms.wire.messages.gossip import KINDS, MAX_EXCLUDED, RequestBody
 
 MAX_BODY = 4096
@@ -52,13 +51,8 @@ def routes(
 
 
 def _fields(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text="the body is not JSON") from None
-    if not isinstance(value, dict) or set(value) - FIELDS:
+    value = json_object(raw, MAX_BODY)
+    if set(value) - FIELDS:
         raise web.HTTPBadRequest(text="expected {kind, amount[, hop_limit, terms, exclude_…]}")
     if value.get("kind") not in KINDS:
         raise web.HTTPBadRequest(text=f"kind is one of {', '.join(KINDS)}")

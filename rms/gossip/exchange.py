@@ -35,7 +35,7 @@ from rms.gossip.inbox import Inbox, Numbered
 from rms.gossip.requests import Answer
 from rms.wire.messages.gossip import KINDS, MAX_TERMS
 
-__all__ = ["Exchange", "decode_terms"]
+__all__ = ["Exchange", "decode_terms", "json_object"]
 
 MAX_BODY = 4096
 MAX_WAIT_S = 30.0
@@ -89,7 +89,7 @@ class Exchange:
         return web.json_response(body)
 
     async def _answer(self, request: web.Request) -> web.Response:
-        fields = _json_object(await request.content.read(MAX_BODY + 1))
+        fields = json_object(await request.content.read(MAX_BODY + 1))
         handle = _hex(fields.get("handle"), 32, "handle")
         offer = _offer(fields)
         delivered = self.inbox.find(handle, self._clock())
@@ -196,15 +196,16 @@ def decode_terms(value: object) -> bytes:
     return raw
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+def json_object(raw: bytes, cap: int = MAX_BODY) -> dict[str, Any]:
+    """A request body that must be one JSON object of at most `cap` bytes; 400/413 else."""
+    if len(raw) > cap:
+        raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=len(raw))
     try:
         value = json.loads(raw)
     except ValueError:
         raise web.HTTPBadRequest(text="the body is not JSON") from None
     if not isinstance(value, dict):
-        raise web.HTTPBadRequest(text="the body is a JSON object")
+        raise web.HTTPBadRequest(text="expected a JSON object")
     return value
 
 
