@@ -36,20 +36,16 @@ def interface_name(lease: Lease) -> str:
 def link_config(lease: Lease) -> InterfaceConfig:
     """Our side of the lease's nested link: the provider its only peer."""
     t = lease.tunnel
-    if t.psk:
-        # rms.wg carries no preshared keys yet; a link the provider protects with one would
-        # never complete a handshake, so say so instead of failing silently.
-        raise VolumeError(f"lease {lease.lease_id}: the link needs a preshared key, unsupported")
     try:
         peer = PeerConfig(
             t.peer_key,
             Endpoint.parse(t.peer_endpoint),
             frozenset({ip_network(t.peer_address)}),
             KEEPALIVE_S,
+            preshared_key=t.psk,
         )
-        return InterfaceConfig(
-            interface_name(lease), t.private_key, 0, frozenset({t.address}), (peer,)
-        )
+        name = interface_name(lease)
+        return InterfaceConfig(name, t.private_key, t.listen_port, frozenset({t.address}), (peer,))
     except ConfigError as e:
         raise VolumeError(f"lease {lease.lease_id}: unusable link: {e}") from None
 

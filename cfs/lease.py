@@ -35,6 +35,7 @@ class Tunnel:
     peer_endpoint: str  # "host:port" of the provider's nested-VPN listener
     peer_address: IPv4Address | IPv6Address  # the provider inside the link (the portal)
     psk: bytes = b""  # the link's preshared key, if the grant carries one
+    listen_port: int = 0  # our side's UDP port (told to the provider in the claim); 0: any
 
     def __repr__(self) -> str:
         return f"Tunnel(address={self.address}, peer={self.peer_key}, via={self.peer_endpoint})"

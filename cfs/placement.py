@@ -12,6 +12,10 @@ a location, a network or an address block with one already chosen or kept. Greed
 alone can paint itself into a corner (an early pick blocks two later ones); the search backs
 up, within a bounded number of steps, before it refuses. A refusal says how many fit and why
 the others did not.
+
+Offers carry the provider's management (overlay) addresses, not its public one; the CFS
+learns public addresses from its own VPNs' WireGuard endpoints. A candidate whose public
+address is unknown is placed by its UUIDs alone (its block cannot be compared).
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ class Candidate:
     provider: str  # the provider's node id (hex)
     location: str  # geographic UUID
     network: str  # network-endpoint UUID
-    address: IPv4Address | IPv6Address  # the provider's public address
+    address: IPv4Address | IPv6Address | None  # the provider's public address; None: unknown
     reliability: float = 0.5  # 0..1; audits will feed it, a neutral 0.5 until then
     offer: str = ""  # the offer or request the candidate came from (opaque here)
 
     @property
-    def block(self) -> IPv4Network | IPv6Network:
-        """The address block the candidate sits in: its /24 (IPv4) or /48 (IPv6)."""
+    def block(self) -> IPv4Network | IPv6Network | None:
+        """The address block the candidate sits in: its /24 (IPv4) or /48 (IPv6), if known."""
+        if self.address is None:
+            return None
         prefix = IPV4_BLOCK if isinstance(self.address, IPv4Address) else IPV6_BLOCK
         return ip_network(f"{self.address}/{prefix}", strict=False)
 
@@ -53,7 +59,7 @@ class Candidate:
             self.provider == other.provider
             or self.location == other.location
             or self.network == other.network
-            or self.block == other.block
+            or (self.block is not None and self.block == other.block)
         )
 
 

@@ -77,6 +77,8 @@ def _peer_request(change: RemovePeer | AddPeer | UpdatePeer) -> dict[str, Any]:
         cfg = change.peer
         out: dict[str, Any] = {"public_key": cfg.public_key.base64()}
         out["persistent_keepalive"] = cfg.persistent_keepalive
+        if cfg.preshared_key:
+            out["preshared_key"] = base64.b64encode(cfg.preshared_key).decode()
         return out | _endpoint(cfg.endpoint) | _allowed(cfg.allowed_ips)
     out = {"public_key": change.public_key.base64(), "update_only": True}
     if change.persistent_keepalive is not None:

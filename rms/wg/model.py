@@ -8,7 +8,7 @@ compares the two; backends only ever apply the difference.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -89,12 +89,16 @@ class PeerConfig:
     endpoint: Endpoint | None = None
     allowed_ips: frozenset[IPNetwork] = frozenset()
     persistent_keepalive: int = 0  # seconds; 0 turns keepalives off
+    # Set when the peer is added (a nested volume link has one); never read back or printed.
+    preshared_key: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.persistent_keepalive <= MAX_PORT:
             raise ConfigError("persistent_keepalive is 0-65535 seconds")
         if not isinstance(self.allowed_ips, frozenset):
             raise ConfigError("allowed_ips must be a frozenset of networks")
+        if self.preshared_key and len(self.preshared_key) != 32:
+            raise ConfigError("a preshared key is 32 bytes")
 
 
 @dataclass(frozen=True, slots=True)

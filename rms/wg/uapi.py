@@ -83,6 +83,8 @@ def _add_lines(peer: PeerConfig) -> list[str]:
     if peer.endpoint is not None:
         lines.append(f"endpoint={peer.endpoint}")
     lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
+    if peer.preshared_key:
+        lines.append(f"preshared_key={peer.preshared_key.hex()}")
     return lines + _allowed_lines(peer.allowed_ips)
 
 

@@ -30,6 +30,7 @@ RMS_LIBRARY = (
     "rms.wg.keys",
     "rms.volumes",  # the volume protocol, shared by volume_provider and cfs (issue 5)
     "rms.wg",  # the WireGuard driver, for the nested per-volume links (issue 5)
+    "rms.net.framing",  # one length-prefixed frame per volume message (issue 5)
 )
 
 

@@ -130,3 +130,11 @@ def test_seeded_random_offer_sets_always_give_distinct_sets() -> None:
         except PlacementRefused:
             continue
         assert len(chosen) == 8 and distinct(chosen)
+
+
+def test_unknown_public_addresses_are_placed_by_uuids_alone() -> None:
+    offers = [Candidate(f"{n:064x}", f"loc-{n}", f"net-{n}", None) for n in range(1, 9)]
+    assert len(place(offers, own_id=OWN)) == 8
+    offers[0] = Candidate(f"{1:064x}", "loc-2", "net-1", None)
+    with pytest.raises(PlacementRefused, match="only 7 of 8"):
+        place(offers, own_id=OWN)
