@@ -10,6 +10,9 @@ run_dir = "/run/cfs"       # bridges' mount points and logs
 initiator = "libiscsi"     # libiscsi (userspace bridge) | open-iscsi
 initiator_iqn = "iqn.2026-11.cloud.true:cfs"
 wireguard = "auto"         # auto | kernel | userspace
+identity_file = "/var/lib/rms/node.key"   # the node key: claims are signed by the node
+location = ""              # this node's location and network UUIDs (sent in requests)
+network = ""
 
 [healing]
 poll_s = 2.0               # how often `zpool status` is read
@@ -27,6 +30,7 @@ status_interval_s = 5.0    # how often the `pool` status section is sent to the 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +69,13 @@ class CfsSection:
     initiator: str = "libiscsi"
     initiator_iqn: str = "iqn.2026-11.cloud.true:cfs"
     wireguard: str = "auto"
+    identity_file: Path = Path("/var/lib/rms/node.key")
+    location: str = ""
+    network: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("location", "network"):
+            _require(_uuid_ok(getattr(self, name)), f"cfs.{name} must be a UUID or empty")
         _require(
             self.volume_size >= MIN_VOLUME,
             f"cfs.entitlement {self.entitlement!r} gives volumes below 64 MiB (E/5)",
@@ -91,6 +100,19 @@ class CfsSection:
     def volume_size(self) -> int:
         """E/5, rounded down to whole MiB (iSCSI LUNs and ZFS like round sizes)."""
         return self.entitlement_bytes // SHARE >> 20 << 20
+
+
+def _uuid_ok(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return not text
+    return True
+
+
+def uuid_bytes(text: str) -> bytes:
+    """A configured UUID's 16 bytes; all zero when it is empty (unknown)."""
+    return uuid.UUID(text).bytes if text else bytes(16)
 
 
 @dataclass(frozen=True)

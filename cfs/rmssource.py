@@ -2,10 +2,11 @@
 
 - offers: `POST /v1/broadcast` a storage request (amount = volume size, terms =
   `RequestTerms`), wait `offer_wait_s`, then `GET /v1/broadcast/{id}/answers`: the RMS
-  opened the boxed answers with the node key; each is `{"provider": hex ed25519 key,
-  "addresses": [IPv6 text], "terms": hex OfferTerms}`. A malformed answer is dropped and
-  counted. A provider's public address comes from this node's own VPNs (the WireGuard
-  endpoint of the member with that management address, in `GET /v1/status`).
+  opened the boxed answers with the node key; each is `{"answerer": hex ed25519 key,
+  "addresses": [IPv6 text], "terms": base64 OfferTerms, …}` (rms.gossip.exchange). A
+  malformed answer is dropped and counted. A provider's public address comes from this
+  node's own VPNs (the WireGuard endpoint of the member with that management address, in
+  `GET /v1/status`).
 - obtain / renew / release: one signed message in one frame over TCP to the provider's
   management address and offer port, one reply (`rms.volumes.ClientCore` makes and checks
   them). A lost message is retried `tries` times with the same ids, as the protocol allows.
@@ -16,6 +17,8 @@ The claim carries our nested-link WireGuard key (made here, one per lease) and p
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -99,7 +102,7 @@ class RmsVolumeSource:
     async def offers(self, size: int) -> list[Candidate]:
         """Broadcast a request for one volume of `size` and collect the offers."""
         terms = RequestTerms(1, self.location, self.network).pack()
-        body = {"kind": "storage", "amount": size, "terms": terms.hex()}
+        body = {"kind": "storage", "amount": size, "terms": base64.b64encode(terms).decode()}
         try:
             sent = await self.control.post_json("/v1/broadcast", body)
             await asyncio.sleep(self.offer_wait_s)
@@ -213,7 +216,7 @@ def parse_answer(raw: object) -> Offer | None:
     """An opened answer as an Offer; None when anything in it is malformed."""
     if not isinstance(raw, dict):
         return None
-    provider, addresses, terms = raw.get("provider"), raw.get("addresses"), raw.get("terms")
+    provider, addresses, terms = raw.get("answerer"), raw.get("addresses"), raw.get("terms")
     if not (isinstance(provider, str) and isinstance(terms, str) and isinstance(addresses, list)):
         return None
     if (
@@ -223,8 +226,9 @@ def parse_answer(raw: object) -> Offer | None:
     ):
         return None
     try:
-        return Offer.from_answer(bytes.fromhex(provider), addresses, bytes.fromhex(terms))
-    except ValueError:
+        packed = base64.b64decode(terms, validate=True)
+        return Offer.from_answer(bytes.fromhex(provider), addresses, packed)
+    except (ValueError, binascii.Error):
         return None
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from rms import __version__
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
+from rms.logs import configure_logging
+from rms.tomlconfig import ConfigError
 
 DEFAULT_SOCKET = Path("/run/rms/control.sock")
 Register = Callable[[Any], None]
@@ -54,6 +56,27 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
+
+
+def start(
+    prog: str,
+    load: Callable[[], Any],
+    main: Callable[[Any], Coroutine[Any, Any, None]],
+    start_errors: tuple[type[Exception], ...],
+) -> int:
+    """Load a service's config (2 if bad), set up logging, run main (1 if it cannot start)."""
+    try:
+        config = load()
+    except ConfigError as exc:
+        print(f"{prog}: {exc}; nothing was started", file=sys.stderr)
+        return 2
+    configure_logging(config.log.format, config.log.level)
+    try:
+        run_async(main(config))
+    except start_errors as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check_rms(prog: str, socket: Path) -> int:

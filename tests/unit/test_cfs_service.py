@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cfs.attach import Attacher, interface_name
+from cfs.cli import main
 from cfs.config import CfsConfig, ConfigError, load_config, parse_size
 from cfs.healing import Policy
 from cfs.initiator.driver import AttachState, InitiatorError, VolumeTarget
@@ -250,3 +251,15 @@ def test_config_file(tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             load_config(path)
     assert CfsConfig().cfs.volume_size > 0
+
+
+def test_cfs_run_exits_2_on_a_bad_config_and_1_without_a_node_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cfs.toml"
+    path.write_text('[cfs]\nlocation = "not-a-uuid"\n')
+    assert main(["run", "--config", str(path)]) == 2
+    assert "cfs.location must be a UUID" in capsys.readouterr().err
+    path.write_text(f'[cfs]\nidentity_file = "{tmp_path / "none.key"}"\n[log]\nformat = "json"\n')
+    assert main(["run", "--config", str(path)]) == 1
+    assert "cannot read the node key" in capsys.readouterr().err

@@ -7,6 +7,7 @@ memory. Malformed, oversized, forged, replayed and lost messages are all tried.
 
 from __future__ import annotations
 
+import base64
 import random
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -43,7 +44,7 @@ class FakeControl:
     async def post_json(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         assert route == "/v1/broadcast" and body is not None
         self.posted.append(body)
-        terms = RequestTerms.unpack(bytes.fromhex(body["terms"]))
+        terms = RequestTerms.unpack(base64.b64decode(body["terms"]))
         assert terms is not None
         offer = self.provider.consider(
             StorageRequest(
@@ -56,9 +57,9 @@ class FakeControl:
         self.answers.insert(
             0,
             {
-                "provider": PROVIDER.public_key.hex(),
+                "answerer": PROVIDER.public_key.hex(),
                 "addresses": [str(PROVIDER_ADDRESS)],
-                "terms": offer.pack().hex(),
+                "terms": base64.b64encode(offer.pack()).decode(),
             },
         )
         return {"request_id": "72" * 16}
@@ -173,16 +174,16 @@ async def test_a_replayed_reply_does_not_count_as_a_renewal() -> None:
     [
         None,
         "text",
-        {"provider": "zz" * 32, "addresses": [], "terms": ""},
-        {"provider": PROVIDER.public_key.hex(), "addresses": ["not an address"], "terms": "00"},
+        {"answerer": "zz" * 32, "addresses": [], "terms": ""},
+        {"answerer": PROVIDER.public_key.hex(), "addresses": ["not an address"], "terms": "AA=="},
         {
-            "provider": PROVIDER.public_key.hex(),
+            "answerer": PROVIDER.public_key.hex(),
             "addresses": [str(PROVIDER_ADDRESS)],
-            "terms": "ff" * 2000,
+            "terms": "A" * 4000,
         },
-        {"provider": PROVIDER.public_key.hex(), "addresses": [7], "terms": "80"},
+        {"answerer": PROVIDER.public_key.hex(), "addresses": [7], "terms": "gA=="},
         {
-            "provider": PROVIDER.public_key.hex()[:-2],
+            "answerer": PROVIDER.public_key.hex()[:-2],
             "addresses": [str(PROVIDER_ADDRESS)],
             "terms": "80",
         },

@@ -71,6 +71,7 @@ CORES = [
     ),
 ]
 ADAPTERS = [
+    *(f"cfs/{m}.py" for m in ("service", "rmssource", "attach", "run")),  # issue 5, the CFS
     "rms/dht/adapter.py",
     "rms/dht/service.py",  # the daemon's DHT: sockets per VPN address, control API lookups
     "rms/dht/control.py",
