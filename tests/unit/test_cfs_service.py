@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import structlog
 
 from cfs.attach import Attacher, interface_name
 from cfs.cli import main
@@ -261,5 +262,8 @@ def test_cfs_run_exits_2_on_a_bad_config_and_1_without_a_node_key(
     assert main(["run", "--config", str(path)]) == 2
     assert "cfs.location must be a UUID" in capsys.readouterr().err
     path.write_text(f'[cfs]\nidentity_file = "{tmp_path / "none.key"}"\n[log]\nformat = "json"\n')
-    assert main(["run", "--config", str(path)]) == 1
+    try:
+        assert main(["run", "--config", str(path)]) == 1
+    finally:
+        structlog.reset_defaults()  # the command set up logging on capsys's stream
     assert "cannot read the node key" in capsys.readouterr().err
