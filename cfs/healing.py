@@ -100,6 +100,12 @@ class Healer:
                 actions += self._finish_resilver(i, status, now)
         return actions
 
+    def device_failed(self, slot: int, why: str, now: float) -> list[Action]:
+        """The initiator says the slot's session broke (zpool may not have noticed yet)."""
+        if self.slots[slot].state is not SlotState.ONLINE:
+            return []
+        return self._lose(slot, why, now, reattach=True)
+
     def obtained(self, slot: int, lease: Lease, now: float) -> list[Action]:
         """The service claimed a replacement volume for the slot."""
         s = self.slots[slot]

@@ -21,7 +21,7 @@ import structlog
 
 from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace, describe
 from cfs.attach import Attacher
-from cfs.healing import Healer, Policy
+from cfs.healing import Healer, Policy, SlotState
 from cfs.lease import Lease, VolumeError, VolumeSource
 from cfs.placement import POOL_WIDTH, PlacementRefused, place
 from cfs.status import pool_section
@@ -113,7 +113,18 @@ class Cfs:
             self.last_status, self.problem = status, ""
             self.usage = await self._usage()
             actions = healer.pool_status(status, now) + healer.handle_timer(now)
-        await self.carry_out(actions)
+        await self.carry_out(actions + await self._sessions(now))
+
+    async def _sessions(self, now: float) -> list[Action]:
+        """Losses the initiator saw first: a broken session, a bridge that died."""
+        healer, actions = self._healer(), []
+        for i, slot in enumerate(healer.slots):
+            if slot.state is SlotState.ONLINE:
+                state = await self.attacher.initiator.state(slot.lease.target)
+                if not (state.attached and state.healthy):
+                    why = f"session {state.detail or 'gone'}"
+                    actions += healer.device_failed(i, why, now)
+        return actions
 
     async def _usage(self) -> tuple[int, int] | None:
         try:

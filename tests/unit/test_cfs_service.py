@@ -64,6 +64,7 @@ class FakeInitiator:
 
     source: FakeSource
     attached: dict[str, VolumeTarget] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
     kind: str = "fake"
 
     async def attach(self, target: VolumeTarget) -> Path:
@@ -77,7 +78,8 @@ class FakeInitiator:
         return self.attached.pop(target.slug, None) is not None
 
     async def state(self, target: VolumeTarget) -> AttachState:
-        return AttachState(target.slug in self.attached)
+        attached = target.slug in self.attached
+        return AttachState(attached, None, attached and target.slug not in self.broken, "failed")
 
 
 @dataclass
@@ -267,3 +269,15 @@ def test_cfs_run_exits_2_on_a_bad_config_and_1_without_a_node_key(
     finally:
         structlog.reset_defaults()  # the command set up logging on capsys's stream
     assert "cannot read the node key" in capsys.readouterr().err
+
+
+async def test_a_broken_session_is_noticed_before_zpool_sees_it() -> None:
+    cfs, src, ini, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    lost = cfs.healer.slots[4].lease
+    ini.broken.add(lost.target.slug)
+    src.dead.add(lost.provider.provider)
+    await cfs.step()  # zpool still says ONLINE; the session check starts the healing
+    assert len(pool.calls) == 1
+    assert any("session failed" in line for line in cfs.healer.history)
