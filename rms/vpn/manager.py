@@ -118,7 +118,9 @@ class VpnManager:
     async def _context(self) -> NodeContext | None:
         vpn = self.config.vpn
         try:
-            locality = resolve(vpn.public_ips or detect_public_ips(), vpn.location, vpn.network)
+            # pyroute2's synchronous IPRoute runs its own event loop: not inside this one.
+            public_ips = vpn.public_ips or await asyncio.to_thread(detect_public_ips)
+            locality = resolve(public_ips, vpn.location, vpn.network)
             self._discovery = self._discovery_client()
             log_dir = self.config.node.state_dir / "log"
             wireguard = await open_wireguard(vpn.backend, log_dir=log_dir)  # type: ignore[arg-type]
