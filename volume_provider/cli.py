@@ -1,16 +1,107 @@
-"""The `volume-provider` command."""
+"""The `volume-provider` command: `run --config PATH` serves; `check` asks the local RMS."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import signal
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
 
 from rms import servicecli
+from rms.identity import KEY_FILE_NAME, IdentityError, NodeIdentity, load
+from rms.logs import configure_logging
+from rms.wg.errors import WireGuardError
+from rms.wg.manager import open_wireguard
+from volume_provider.config import ConfigError, ProviderConfig, load_config
+from volume_provider.export import Exporter
+from volume_provider.rmslink import RmsLink
+from volume_provider.service import ProviderService
+from volume_provider.store import StoreError, VolumeStore
+from volume_provider.target.model import Portal, TargetError
+from volume_provider.target.tgt import Tgtadm, TgtDaemon, TgtDriver, kill
 
 DESCRIPTION = (
     "True Cloud Volume Provider: exports contributed storage as iSCSI volumes over nested VPNs"
 )
 
+log = structlog.get_logger("volume_provider")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `volume-provider` console script."""
-    return servicecli.run(servicecli.build_parser("volume-provider", DESCRIPTION), argv)
+    parser = servicecli.build_parser("volume-provider", DESCRIPTION, [register_run])
+    return servicecli.run(parser, argv)
+
+
+def register_run(sub: Any) -> None:
+    """Add `volume-provider run`."""
+    parser: argparse.ArgumentParser = sub.add_parser("run", help="serve volumes (foreground)")
+    parser.add_argument("--config", type=Path, help="TOML config (default /etc/volume-provider/)")
+    parser.set_defaults(handler=handle_run)
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    """Load config and node key, then serve until SIGTERM or SIGINT."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"volume-provider: {e}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.format, config.log.level)
+    try:
+        identity = load(config.rms.state_dir / KEY_FILE_NAME)
+        # netlink (pyroute2) needs the standard loop, not uvloop (docs/architecture.md)
+        asyncio.run(serve(config, identity))
+    except (IdentityError, StoreError, TargetError, WireGuardError) as e:
+        print(f"volume-provider: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve(config: ProviderConfig, identity: NodeIdentity) -> None:
+    """Start (or adopt) tgtd, then run the provider until a signal; tgtd stops with us."""
+    store = VolumeStore(config.provider.data_dir)
+    store.prepare()
+    config.tgt.log_dir.mkdir(parents=True, exist_ok=True)
+    pid = await _start_tgtd(config)
+    try:
+        wireguard = await open_wireguard("auto", log_dir=config.tgt.log_dir)
+        tgt = TgtDriver(None, config.tgt.control_port)
+        exporter = Exporter(store, wireguard, tgt, config.provider.wg_port_first)
+        service = ProviderService(config, identity, exporter, RmsLink(config.rms.socket))
+        await _until_signal(service)
+    finally:
+        if pid is not None:
+            await kill(pid)
+
+
+async def _start_tgtd(config: ProviderConfig) -> int | None:
+    """Our tgtd's pid; None when one already answers on the control port (it is adopted)."""
+    try:
+        await Tgtadm(config.tgt.control_port).run("--op", "show", "--mode", "target")
+    except TargetError:
+        host, _, port = config.tgt.portal.rpartition(":")
+        portal = Portal(host.strip("[]"), int(port))
+        log_file = config.tgt.log_dir / "tgtd.log"
+        return await TgtDaemon(portal, config.tgt.control_port, log_file).start()
+    log.warning("provider.tgtd_adopted", control_port=config.tgt.control_port)
+    return None
+
+
+async def _until_signal(service: ProviderService) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(service.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("provider.stopped")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

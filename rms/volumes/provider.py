@@ -2,7 +2,7 @@
 
 docs/volumes.md is the protocol. The core decides; its adapter (volume_provider.service)
 performs the `Export` and `Unexport` actions it returns and sends its replies. Rules kept
-here, each tested in tests/unit/test_volumes_provider.py:
+here, each tested in tests/unit/test_volumes_protocol.py and test_volumes_adversarial.py:
 
 - Every step is idempotent under its ids: a claim repeated with the same claim id gets the
   same grant (same volume, same sealed secrets); a renewal repeated with the same renewal id
@@ -11,10 +11,9 @@ here, each tested in tests/unit/test_volumes_provider.py:
   may claim it, and only the lease's client may renew or release it.
 - Capacity is checked when a volume is granted: offers are invitations, not reservations, so
   an unclaimed offer never blocks space; a claim that no longer fits is refused.
-- Replays and stale copies are refused by the wire decoder (replay cache, time window); a
-  retry is a new envelope carrying the same ids.
+- Replays and stale copies are refused by the wire decoder (replay cache, time window).
 
-Time is wall-clock seconds (`now`), as for the wire decoder. Peer input never raises.
+Time is wall-clock seconds (`now`), as for the wire decoder; peer input never raises.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv6Address
 
 from rms.identity import NodeIdentity
@@ -310,6 +309,15 @@ class ProviderCore:
 
     # -- the adapter's reports, time and status ---------------------------------------------
 
+    def set_addresses(self, addresses: tuple[IPv6Address, ...]) -> None:
+        """The node's management addresses changed (a VPN joined or left)."""
+        self.settings = replace(self.settings, addresses=addresses)
+
+    def end(self, volume_id: bytes, why: str, now: float) -> Unexport | None:
+        """End a lease now (the provider stops); the Unexport to perform, or None."""
+        lease = self._leases.get(volume_id)
+        return None if lease is None else self._end(lease, why, int(now * 1000))
+
     def export_done(self, volume_id: bytes) -> None:
         """The adapter exported the volume."""
         lease = self._leases.get(volume_id)
@@ -329,7 +337,7 @@ class ProviderCore:
         refusal = self._refuse(lease.claim_id, Reason.EXPORT_FAILED, now)
         return Outcome(refusal.reply, (action,), refusal.event)
 
-    def handle_timer(self, now: float) -> list[Action]:
+    def handle_timer(self, now: float) -> list[Unexport]:
         """End expired leases (tear down and wipe), forget old offers and tombstones."""
         now_ms = int(now * 1000)
         self._expire_offers(now_ms)

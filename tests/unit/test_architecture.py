@@ -31,6 +31,7 @@ RMS_LIBRARY = (
     "rms.volumes",  # the volume protocol, shared by volume_provider and cfs (issue 5)
     "rms.wg",  # the WireGuard driver, for the nested per-volume links (issue 5)
     "rms.net.framing",  # one length-prefixed frame per volume message (issue 5)
+    "rms.vpn.locality",  # location/network names become the same UUIDs as in the RMS
 )
 
 

@@ -142,9 +142,29 @@ class TgtDriver:
 
     kind = "tgt"
 
-    def __init__(self, portal: Portal, control_port: int, enter: Sequence[str] = ()) -> None:
+    def __init__(self, portal: Portal | None, control_port: int, enter: Sequence[str] = ()) -> None:
+        # portal None: each target brings its own portal, which the caller adds and removes
+        # with `add_portal` / `remove_portal` (the Volume Provider: one per nested VPN).
         self.portal = portal
         self.adm = Tgtadm(control_port, tuple(enter))
+
+    async def add_portal(self, portal: Portal) -> None:
+        """Make tgtd listen on one more portal (idempotent)."""
+        if str(portal) not in await self.portals():
+            await self.adm.run("--op", "new", "--mode", "portal", "--param", f"portal={portal}")
+
+    async def remove_portal(self, portal: Portal) -> None:
+        """Stop listening on a portal added with `add_portal` (idempotent)."""
+        if str(portal) in await self.portals():
+            await self.adm.run("--op", "delete", "--mode", "portal", "--param", f"portal={portal}")
+
+    async def portals(self) -> set[str]:
+        """The portals tgtd listens on, as `[addr]:port` / `addr:port`."""
+        text = await self.adm.run("--op", "show", "--mode", "portal")
+        found = (
+            line.split("Portal:", 1)[1].strip() for line in text.splitlines() if "Portal:" in line
+        )
+        return {p.rsplit(",", 1)[0] for p in found}
 
     async def targets(self) -> list[TargetState]:
         """Every target this tgtd exports."""
@@ -181,7 +201,7 @@ class TgtDriver:
                 )
 
     async def _create(self, c: TargetConfig) -> None:
-        if c.portal != self.portal:
+        if self.portal is not None and c.portal != self.portal:
             raise TargetError(
                 f"target {c.iqn} wants portal {c.portal}; this tgtd serves {self.portal}"
             )

@@ -1,0 +1,222 @@
+"""The Volume Provider service: the protocol core, its exports, and the RMS, as one process.
+
+Tasks (one `asyncio.TaskGroup`, each named; STYLE.md 7):
+
+- `requests`: the long poll of storage requests from the local RMS; each one the core can
+  serve is answered with an offer through the RMS;
+- `addresses`: follows the node's management addresses (from `rms status`): the offers
+  name them and the claim server listens on them;
+- `expiry`: runs the core's timer; an expired lease is unexported and wiped;
+- `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`.
+
+Every message and timer goes through `_serialised`: the core and the exports change under
+one lock, so a retried claim that arrives while its volume is being exported waits and then
+gets the same grant. On the way out every volume is unexported and wiped (leases are not
+kept across restarts: docs/volumes.md), and the listeners close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from ipaddress import IPv6Address
+
+import structlog
+
+from rms.control.client import ControlError, DaemonUnavailable
+from rms.identity import NodeIdentity
+from rms.volumes import (
+    Action,
+    Export,
+    OfferTerms,
+    ProviderCore,
+    ProviderSettings,
+    Unexport,
+)
+from volume_provider.config import MIB, ProviderConfig
+from volume_provider.export import Exporter, ExportError
+from volume_provider.rmslink import RmsLink, offer_body, parse_request
+from volume_provider.server import ClaimServer
+
+__all__ = ["ProviderService", "settings_from"]
+
+ADDRESSES_EVERY_S = 10.0
+STATUS_EVERY_S = 10.0
+RETRY_S = 2.0
+
+log = structlog.get_logger("volume_provider")
+
+
+def settings_from(config: ProviderConfig, addresses: tuple[IPv6Address, ...]) -> ProviderSettings:
+    """The core's settings from the configuration and the current management addresses."""
+    p = config.provider
+    return ProviderSettings(
+        capacity=p.capacity_mib * MIB,
+        location=p.location_uuid.bytes,
+        network=p.network_uuid.bytes,
+        addresses=addresses,
+        port=p.port,
+        wg_port_first=p.wg_port_first,
+        wg_port_count=p.wg_port_count,
+        lease_s=p.lease_s,
+        offer_ttl_s=p.offer_ttl_s,
+        min_size=p.min_volume_mib * MIB,
+        max_per_request=p.max_per_request,
+        price=p.price,
+        reliability=p.reliability,
+    )
+
+
+class ProviderService:
+    """One provider: core, exporter, claim server and RMS link."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        identity: NodeIdentity,
+        exporter: Exporter,
+        rms: RmsLink,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.exporter = exporter
+        self.rms = rms
+        self._clock = clock
+        fixed = tuple(IPv6Address(a) for a in config.provider.listen)
+        self._fixed = fixed
+        self.core = ProviderCore(identity, settings_from(config, fixed), random.SystemRandom())
+        self.server = ClaimServer(self.handle_frame, config.provider.port)
+        self._lock = asyncio.Lock()
+        self._timer_changed = asyncio.Event()
+        self.ready = asyncio.Event()  # set once leftovers are cleared and tasks started
+
+    async def run(self) -> None:
+        """Serve until cancelled; every export is taken down and wiped on the way out."""
+        wiped = await self.exporter.clear_leftovers()
+        log.info("provider.started", leftovers_wiped=wiped, capacity=self.core.settings.capacity)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._requests(), name="requests")
+                tasks.create_task(self._addresses(), name="addresses")
+                tasks.create_task(self._expiry(), name="expiry")
+                tasks.create_task(self._status(), name="status")
+                self.ready.set()
+        finally:
+            await self.server.close()
+            await self._shutdown()
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    async def handle_frame(self, data: bytes) -> bytes | None:
+        """One client message in, the reply out (after the exports it needs are done)."""
+        async with self._lock:
+            outcome = self.core.handle(data, self._clock())
+            if outcome.event:
+                log.info("provider.message", event=outcome.event)
+            for action in outcome.actions:
+                failed = await self._perform(action)
+                if failed is not None:
+                    return failed
+            self._timer_changed.set()
+            return outcome.reply
+
+    async def _perform(self, action: Action) -> bytes | None:
+        if isinstance(action, Unexport):
+            await self.exporter.unexport(action)
+            return None
+        return await self._export(action)
+
+    async def _export(self, action: Export) -> bytes | None:
+        volume_id = action.lease.volume_id
+        try:
+            await self.exporter.export(action.lease)
+        except ExportError:
+            failed = self.core.export_failed(volume_id, self._clock())
+            for undo in failed.actions:
+                if isinstance(undo, Unexport):
+                    await self.exporter.unexport(undo)
+            return failed.reply
+        self.core.export_done(volume_id)
+        return None
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def _requests(self) -> None:
+        after = 0
+        while True:
+            try:
+                items, after = await self.rms.requests(after)
+                for item in items:
+                    await self._consider(item)
+            except (DaemonUnavailable, ControlError) as e:
+                log.warning("provider.rms_unavailable", reason=str(e))
+                await asyncio.sleep(RETRY_S)
+
+    async def _consider(self, item: dict[str, object]) -> None:
+        request = parse_request(item)
+        if request is None:
+            self.core.counts["malformed_request"] += 1
+            return
+        async with self._lock:
+            terms = self.core.consider(request, self._clock())
+            addresses = list(self.core.settings.addresses)
+        if not isinstance(terms, OfferTerms):
+            log.debug("provider.not_offered", reason=str(terms))
+            return
+        if not addresses:
+            self.core.counts["no_address"] += 1
+            return
+        try:
+            await self.rms.answer(offer_body(str(item["handle"]), terms, addresses))
+        except ControlError as e:  # the request aged out meanwhile, typically
+            log.info("provider.answer_refused", reason=str(e))
+
+    async def _addresses(self) -> None:
+        while True:
+            try:
+                found = tuple(self._fixed or await self.rms.addresses())
+            except (DaemonUnavailable, ControlError) as e:
+                log.warning("provider.rms_unavailable", reason=str(e))
+                found = self.core.settings.addresses
+            if found != self.core.settings.addresses:
+                log.info("provider.addresses", addresses=[str(a) for a in found])
+            self.core.set_addresses(found)
+            await self.server.set_addresses(found)
+            await asyncio.sleep(ADDRESSES_EVERY_S)
+
+    async def _expiry(self) -> None:
+        while True:
+            when = self.core.next_timer()
+            delay = 3600.0 if when is None else max(0.0, when - self._clock())
+            self._timer_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), delay)
+            async with self._lock:
+                for action in self.core.handle_timer(self._clock()):
+                    log.info("provider.lease_ended", volume=action.volume_id.hex(), why=action.why)
+                    await self.exporter.unexport(action)
+
+    async def _status(self) -> None:
+        while True:
+            try:
+                await self.rms.publish(self.status())
+            except (DaemonUnavailable, ControlError) as e:
+                log.debug("provider.status_not_published", reason=str(e))
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    def status(self) -> dict[str, object]:
+        """The `volumes` section: capacity, leases, listeners and counters; no secrets."""
+        section = self.core.status(self._clock())
+        section.update(self.server.status())
+        section["allocated"] = self.exporter.store.allocated()
+        return section
+
+    async def _shutdown(self) -> None:
+        for lease in list(self.core.leases.values()):
+            ended = self.core.end(lease.volume_id, "stopped", self._clock())
+            if ended is not None:
+                await self.exporter.unexport(ended)
