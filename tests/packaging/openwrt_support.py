@@ -86,9 +86,13 @@ def run_sourced(
 
 def load_uci2toml() -> ModuleType:
     """The converter shipped as /usr/libexec/rms/uci2toml, imported from its source file."""
-    spec = importlib.util.spec_from_file_location("uci2toml", FILES / "uci2toml.py")
+    name = "openwrt_uci2toml"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, FILES / "uci2toml.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
