@@ -130,6 +130,9 @@ class PolicySection:
 
     def __post_init__(self) -> None:
         require(1 <= self.threshold <= max(1, len(self.keys)), "policy.threshold is too high")
+        for key in self.keys:
+            hexes = len(key) == 64 and all(c in "0123456789abcdefABCDEF" for c in key)
+            require(hexes, f"policy.keys: {key[:20]!r} is not a 64-digit hex public key")
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,17 @@ def add_signature(doc: dict[str, Any], signer: Signer) -> dict[str, Any]:
     return {**body, "signatures": [*kept, {"key": key, "sig": sign(signer, DOMAIN, body)}]}
 
 
+def signed_document(
+    overrides: dict[str, Any], version: int, issued_at: str, signers: list[Signer]
+) -> bytes:
+    """A whole document: the default policy with `overrides`, signed by each of `signers`."""
+    policy = policy_from_fields({**policy_fields(Policy()), **overrides})
+    doc: dict[str, Any] = {**make_body(policy, version, issued_at), "signatures": []}
+    for signer in signers:
+        doc = add_signature(doc, signer)
+    return encode(doc)
+
+
 def encode(doc: dict[str, Any]) -> bytes:
     """The file's bytes (canonical, with a final newline)."""
     return canonical(doc) + b"\n"

@@ -16,6 +16,8 @@ import structlog
 from rms.config import Config, ConfigError, load_config
 from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
+from rms.entitlement.control import attach as attach_entitlement
+from rms.entitlement.service import EntitlementService
 from rms.gossip.adapter import GossipService
 from rms.gossip.control import routes as broadcast_routes
 from rms.gossip.core import Gossip
@@ -58,6 +60,7 @@ def run_daemon(config: Config) -> None:
     with StateDirLock(config.node.state_dir):
         identity = load_or_create(config.node.state_dir)
         daemon = Daemon(config, identity)
+        attach_entitlement(EntitlementService(config), daemon)
         if config.vpn.enabled:
             broadcast = open_broadcast(identity, daemon)
             vpns = VpnManager(config, identity, gossip=broadcast)

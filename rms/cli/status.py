@@ -11,6 +11,7 @@ from typing import Any
 
 from rms.config import ConfigError, load_config
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
+from rms.entitlement.arithmetic import format_size
 from rms.status import BASE_FIELDS
 
 HEALTHY = "running"
@@ -156,7 +157,41 @@ def _gib(value: object) -> str:
     return f"{value / (1 << 30):.2f} GiB" if isinstance(value, int | float) else "?"
 
 
-SECTION_RENDERERS = {"vpns": render_vpns, "vpn_joins": render_joins, "pool": render_pool}
+def render_entitlement(value: Any) -> list[str]:
+    """Contribution, availability and entitlement in units a person reads."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    c, e = value.get("contribution") or {}, value.get("entitlement") or {}
+    probation = value.get("probation") or {}
+    policy = value.get("policy") or {}
+    lines = [
+        f"  contribution  {_size(c.get('storage_bytes'))} storage"
+        f" ({_size(c.get('verified_storage_bytes'))} verified, from {c.get('source')}),"
+        f" {_cores(c.get('cpu_millicores'))} CPU",
+        f"  availability  {100 * float(value.get('availability', 0)):.2f} %",
+        f"  entitlement   {_size(e.get('storage_bytes'))} storage,"
+        f" {_cores(e.get('cpu_millicores'))} CPU (ratio {value.get('ratio')})",
+    ]
+    if probation.get("active"):
+        lines.append(f"  probation     {format_duration(float(probation.get('left_s', 0)))} left")
+    lines.append(f"  policy        {policy.get('source')} (version {policy.get('version')})")
+    return lines
+
+
+def _size(value: Any) -> str:
+    return format_size(value) if isinstance(value, int) and value >= 0 else "?"
+
+
+def _cores(value: Any) -> str:
+    return f"{value / 1000:g} cores" if isinstance(value, int) else "?"
+
+
+SECTION_RENDERERS = {
+    "vpns": render_vpns,
+    "vpn_joins": render_joins,
+    "pool": render_pool,
+    "entitlement": render_entitlement,
+}
 
 
 def format_duration(seconds: float) -> str:

@@ -18,14 +18,7 @@ TRUST = PolicyTrust(frozenset(k.public_key for k in KEYS[:3]), threshold=2)
 
 
 def document(version: int = 3, signers: list[NodeIdentity] = KEYS[:2], **fields: Any) -> bytes:
-    policy = policydoc.policy_from_fields({**policydoc.policy_fields(DEFAULT), **fields})
-    doc: dict[str, Any] = {
-        **policydoc.make_body(policy, version, "2026-11-22T00:00:00Z"),
-        "signatures": [],
-    }
-    for key in signers:
-        doc = policydoc.add_signature(doc, key)
-    return policydoc.encode(doc)
+    return policydoc.signed_document(fields, version, "2026-11-22T00:00:00Z", list(signers))
 
 
 def tamper(data: bytes, change: Any) -> bytes:

@@ -78,6 +78,7 @@ ADAPTERS = [
     "rms/dht/sim.py",  # the simulator: times its phases, prints a report
     "rms/admission/server.py",
     "rms/admission/client.py",
+    *(f"rms/entitlement/{m}.py" for m in ("files", "policyfile", "service", "control")),
     "rms/membership/service.py",
     "rms/net/streams.py",
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client
