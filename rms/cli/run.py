@@ -16,6 +16,8 @@ import structlog
 from rms.config import Config, ConfigError, load_config
 from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
+from rms.dht.control import routes as dht_routes
+from rms.dht.service import DhtService, VpnView, new_node_seed
 from rms.entitlement.control import attach as attach_entitlement
 from rms.entitlement.service import EntitlementService
 from rms.gossip.adapter import GossipService
@@ -58,7 +60,7 @@ def run_daemon(config: Config) -> None:
     """Run one daemon with this config, holding the state directory's lock."""
     prepare_state_dir(config.node.state_dir)
     with StateDirLock(config.node.state_dir):
-        identity = load_or_create(config.node.state_dir)
+        identity = load_or_create(config.node.state_dir, new_node_seed)
         daemon = Daemon(config, identity)
         attach_entitlement(EntitlementService(config), daemon)
         if config.vpn.enabled:
@@ -67,6 +69,7 @@ def run_daemon(config: Config) -> None:
             vpns.attach(daemon.board)
             daemon.add_service("vpn", vpns.run)
             daemon.add_routes(vpns.routes())
+            open_dht(identity, daemon, vpns)
         _run(daemon.run())
 
 
@@ -89,6 +92,25 @@ def open_broadcast(identity: NodeIdentity, daemon: Daemon) -> GossipService:
     daemon.add_service("gossip", service.run)
     daemon.add_routes(broadcast_routes(service, exchange.inbox.own_request))
     daemon.add_routes(exchange.routes())
+    return service
+
+
+def open_dht(identity: NodeIdentity, daemon: Daemon, vpns: VpnManager) -> DhtService:
+    """The cloud-wide DHT on the node's management addresses, as a daemon service."""
+
+    def views() -> list[VpnView]:
+        me, found = identity.public_key, []
+        for m in vpns.memberships.values():
+            if m.ledger.current is not None:  # a roster is held (always, once started)
+                others = tuple(k.node_key for k in m.roster.members if k.node_key != me)
+                found.append(VpnView(m.vpn_id, str(m.address.ip), others))
+        return found
+
+    service = DhtService(identity, views)
+    daemon.board.add_section("dht", service.status)
+    daemon.board.add_check("dht", service.health)
+    daemon.add_service("dht", service.run)
+    daemon.add_routes(dht_routes(service))
     return service
 
 
