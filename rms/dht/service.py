@@ -7,9 +7,8 @@ Every `SYNC_S` it reads the node's VPNs (their addresses and roster members) and
 joins and leaves: it opens and closes sockets, tells the core its addresses, bootstraps
 through members it does not know yet, and publishes the node's peer record whenever its
 addresses change (the core re-signs and re-stores it every `dht_republish_s`). Lookups
-started through the control API wait here for the core's `LookupDone`.
-
-No protocol decision lives here (STYLE.md 2): what to send and when is the core's.
+started through the control API wait here for the core's `LookupDone`. What to send and
+when is the core's decision (STYLE.md 2). docs/dht.md, "In the daemon".
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from rms.dht.records import (
     peer_fields,
     peer_key,
     provider_fields,
+    provider_key,
     sign_record,
 )
 from rms.dht.types import Address, DhtConfig, LookupDone, LookupResult, Output, Send
@@ -333,7 +333,9 @@ class DhtService:
         now = self._clock()
         fields = provider_fields(resource, amount, localities, self.core.config.addresses)
         expires = now + self.core.config.policy.dht_record_ttl_s
-        raw = sign_record(self.identity, PROVIDER, int(now * 1000), expires, fields)
+        held = self.core.own.get((provider_key(resource), self.identity.public_key))
+        seq = max(int(now * 1000), 0 if held is None else held.seq + 1)  # two in one ms
+        raw = sign_record(self.identity, PROVIDER, seq, expires, fields)
         result = await self._wait(lambda now: self.core.start_put(raw, now))
         self._count("puts", result.stored > 0)
         return result
@@ -370,8 +372,6 @@ class DhtService:
             return await asyncio.wait_for(future, limit)
         finally:
             self._waiting.pop(op_id, None)
-
-    # -- status -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """The `dht` section of `rms status`."""

@@ -16,9 +16,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rms.cli.dht import render
+from rms.cli.main import main
 from rms.dht.control import MAX_BODY, routes
 from rms.dht.puzzle import grind_seed, satisfies
-from rms.dht.records import parse_record, peer_key, record_addresses
+from rms.dht.records import parse_record, peer_key, provider_key, record_addresses
 from rms.dht.service import DhtService, VpnView, new_node_seed
 from rms.identity import NodeIdentity, load, load_or_create, random_seed
 from rms.overlay import member_address
@@ -321,3 +323,45 @@ async def test_bad_bodies_are_refused_before_any_lookup(
     finally:
         await client.close()
         a.service.close()
+
+
+async def test_a_provider_record_changed_within_a_millisecond_still_replaces_the_old(
+    net: FakeNet,
+) -> None:
+    a, b = Node(net, 61), Node(net, 62)
+    mesh([a, b], VPN_A)
+    await start([a, b])
+    first = await a.service.provide("cpu", 1000, [])
+    second = await a.service.provide("cpu", 2000, [])  # the clock has not moved
+    assert first.stored >= 1 and second.stored >= 1
+    found = await b.service.find_records(provider_key("cpu"))
+    assert [parse_record(r).fields["amount"] for r in found.records] == [2000]
+    for node in (a, b):
+        node.service.close()
+
+
+def test_the_cli_says_what_it_found_and_fails_without_a_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = {
+        "found": True,
+        "record": {"kind": "peer", "node_id": "ab" * 32, "seq": 5, "fields": {"addrs": [
+            [str(VPN_A), "fd00::1", 7947]]}},
+        "records": [],
+        "rpcs": 3,
+        "elapsed_ms": 12.5,
+    }  # fmt: skip
+    assert render(answer) == [
+        f"peer {'ab' * 8} seq 5: [fd00::1]:7947",
+        "(3 requests in 12.5 ms)",
+    ]
+    assert render({"found": False, "record": None, "records": [], "rpcs": 2}) == [
+        "not found",
+        "(2 requests)",
+    ]
+    config = tmp_path / "rms.toml"
+    config.write_text(f'[control]\nsocket = "{tmp_path / "none.sock"}"\n')
+    assert main(["dht", "get", "00" * 32, "--config", str(config)]) == 1
+    assert "daemon not running" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dht", "peer", "xyz"])
