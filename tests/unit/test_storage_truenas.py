@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from rms.tomlconfig import ConfigError
 from tests.unit.truenas_middleware import BASENAME, Middleware, start, tls_files
 from volume_provider.target.changes import (
     AllowInitiator,
@@ -27,7 +28,7 @@ from volume_provider.target.changes import (
 from volume_provider.target.driver import TargetManager
 from volume_provider.target.model import ChapSecret, LunState, Portal, TargetConfig, TargetError
 from volume_provider.target.truenas import TrueNasDriver
-from volume_provider.target.truenas_rpc import ApiKey, Endpoint, MiddlewareClient
+from volume_provider.target.truenas_rpc import ApiKey, Endpoint, MiddlewareClient, load_settings
 
 API_KEY = "1-" + "k" * 62
 SECRET = "tc-secret-0042"  # 14 characters: TrueNAS takes 12-16
@@ -261,3 +262,33 @@ async def test_an_unknown_method_and_an_api_key_file(rig: Rig, tmp_path: Path) -
         ApiKey.from_file(key_file)
     with pytest.raises(TargetError, match="printable"):
         ApiKey("")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('[truenas]\nurl = "ws://nas/api/current"\nparent_dataset = "tank/tc"\n', "wss://"),
+        ('[truenas]\nurl = "wss://nas/api/current"\n', "parent_dataset is required"),
+        ('[truenas]\nparent_dataset = "tank"\n', "POOL/DATASET"),
+        ('[truenas]\nparent_dataset = "tank/../etc"\n', "POOL/DATASET"),
+        ('[truenas]\nparent_dataset = "tank/tc"\npassword = "x"\n', "unknown key"),
+        ("[truenas\n", "not valid TOML"),
+    ],
+)
+def test_truenas_settings_refuse_bad_files(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "truenas.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=reason):
+        load_settings(path)
+
+
+def test_truenas_settings_read_the_key_from_its_file(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text(API_KEY + "\n")
+    path = tmp_path / "truenas.toml"
+    path.write_text(f'[truenas]\napi_key_file = "{key}"\nparent_dataset = "tank/tc"\n')
+    endpoint = load_settings(path).endpoint()
+    assert endpoint.api_key.reveal() == API_KEY and API_KEY not in repr(endpoint)
+    key.unlink()
+    with pytest.raises(TargetError, match="cannot read the TrueNAS API key file"):
+        load_settings(path).endpoint()

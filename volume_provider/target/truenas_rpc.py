@@ -20,12 +20,13 @@ import itertools
 import json
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from rms.tomlconfig import build, read_toml, require
 from volume_provider.target.model import MASK, TargetError
 
 MAX_FRAME_BYTES = 4 << 20  # a query of a few hundred targets is well under 1 MiB
@@ -89,6 +90,42 @@ class Endpoint:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as e:
             raise TargetError(f"cannot load the CA file {self.ca_file}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TrueNasSection:
+    """`[truenas]` of /etc/volume-provider/truenas.toml (written by the TrueNAS app)."""
+
+    url: str = "wss://127.0.0.1/api/current"
+    api_key_file: Path = Path("/run/secrets/truenas-api-key")
+    ca_file: str = ""  # empty: the system trust store
+    parent_dataset: str = ""
+
+    def __post_init__(self) -> None:
+        require(self.url.startswith("wss://"), "truenas.url must start with wss://")
+        if self.parent_dataset:  # empty is the default; load_settings requires a real one
+            parts = self.parent_dataset.split("/")
+            ok = len(parts) >= 2 and all(p and p not in (".", "..") for p in parts)
+            require(ok, "truenas.parent_dataset must be POOL/DATASET[/...]")
+
+    def endpoint(self) -> Endpoint:
+        """The middleware endpoint, with the API key read from its file."""
+        ca = Path(self.ca_file) if self.ca_file else None
+        return Endpoint(self.url, ApiKey.from_file(self.api_key_file), ca)
+
+
+@dataclass(frozen=True)
+class TrueNasFile:
+    """The whole truenas.toml."""
+
+    truenas: TrueNasSection = field(default_factory=TrueNasSection)
+
+
+def load_settings(path: Path) -> TrueNasSection:
+    """Read and check truenas.toml; ConfigError naming the file, the key and the reason."""
+    section = build(TrueNasFile, read_toml(path, required=True), source=str(path)).truenas
+    require(bool(section.parent_dataset), f"{path}: truenas.parent_dataset is required")
+    return section
 
 
 def error_reason(error: object) -> str:
