@@ -18,8 +18,7 @@ from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
 from rms.dht.control import routes as dht_routes
 from rms.dht.service import DhtService, VpnView, new_node_seed
-from rms.entitlement.control import attach as attach_entitlement
-from rms.entitlement.service import EntitlementService
+from rms.entitlement.wiring import attach_accounting
 from rms.gossip.adapter import GossipService
 from rms.gossip.control import routes as broadcast_routes
 from rms.gossip.core import Gossip
@@ -62,7 +61,7 @@ def run_daemon(config: Config) -> None:
     with StateDirLock(config.node.state_dir):
         identity = load_or_create(config.node.state_dir, new_node_seed)
         daemon = Daemon(config, identity)
-        attach_entitlement(EntitlementService(config), daemon)
+        attach_accounting(config, identity, daemon)
         if config.vpn.enabled:
             broadcast = open_broadcast(identity, daemon)
             vpns = VpnManager(config, identity, gossip=broadcast)

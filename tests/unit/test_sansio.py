@@ -59,7 +59,7 @@ CORES = [
     "rms/wire/messages/dht.py",
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
     "rms/policydoc.py",
-    *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical")),
+    *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status")),
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
@@ -79,6 +79,8 @@ ADAPTERS = [
     "rms/admission/server.py",
     "rms/admission/client.py",
     *(f"rms/entitlement/{m}.py" for m in ("files", "policyfile", "service", "control")),
+    "rms/entitlement/wiring.py",
+    *(f"rms/ledger/{m}.py" for m in ("store", "control")),
     "rms/membership/service.py",
     "rms/net/streams.py",
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client

@@ -1,0 +1,114 @@
+"""The ledger on disk: `<state_dir>/ledger.jsonl` (one entry a line) and `ledger.head.json`.
+
+Appends go to the end of the file with fsync, then the signed head is replaced atomically. On
+start the whole file is replayed and checked against the head; a ledger that does not verify
+is kept as it is (it is evidence), reported as a problem of the node, and no longer written to
+until its owner moves it aside (docs/accounting.md says how).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from rms.entitlement.files import read_capped, write_atomic
+from rms.identity import NodeIdentity
+from rms.ledger import receipt as rcpt
+from rms.ledger.chain import Ledger, LedgerError, check_head, replay
+
+LEDGER_NAME = "ledger.jsonl"
+HEAD_NAME = "ledger.head.json"
+MAX_LEDGER_BYTES = 256 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024
+log = structlog.get_logger("rms.ledger")
+
+
+class LedgerStore:
+    """The node's ledger, verified on load, appended to as receipts arrive."""
+
+    def __init__(self, state_dir: Path, identity: NodeIdentity) -> None:
+        self._path = state_dir / LEDGER_NAME
+        self._head_path = state_dir / HEAD_NAME
+        self._identity = identity
+        self.problem: str | None = None
+        self.ledger = self._load()
+
+    def _load(self) -> Ledger:
+        owner = self._identity.public_key
+        try:
+            entries = _read_lines(self._path)
+            ledger = replay(owner, entries)
+            head = read_capped(self._head_path, MAX_LINE_BYTES)
+            if head is None and ledger.entries:
+                raise LedgerError("the signed head (ledger.head.json) is missing")
+            if head is not None:
+                check_head(ledger, _json(head))
+        except LedgerError as e:
+            self.problem = f"ledger does not verify: {e}"
+            log.error("ledger.damaged", reason=str(e))
+            return Ledger(owner)
+        return ledger
+
+    def record(self, signed: object, now: int) -> dict[str, Any]:
+        """Verify and append a receipt; LedgerError (or ReceiptError) when refused."""
+        if self.problem is not None:
+            raise LedgerError(f"{self.problem}; nothing is recorded until it is repaired")
+        entry = self.ledger.append(signed, now)
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        write_atomic(self._head_path, json.dumps(self.ledger.head(self._identity)).encode())
+        log.info(
+            "ledger.recorded", index=entry["index"], resource=entry["receipt"]["body"]["resource"]
+        )
+        return entry
+
+    def sign(self, body: object) -> dict[str, str]:
+        """This node's signature of a receipt body it is party to."""
+        if not isinstance(body, dict):
+            raise rcpt.ReceiptError("a receipt body must be an object")
+        role, sig = rcpt.sign_as(body, self._identity)
+        return {"role": role, "sig": sig}
+
+    def summary(self) -> dict[str, Any]:
+        """Count, head, whether it verified, and totals provided/used."""
+        return {
+            "count": len(self.ledger.entries),
+            "head": self.ledger.head_hash.hex(),
+            "verified": self.problem is None,
+            "problem": self.problem,
+            "totals": self.ledger.totals(),
+        }
+
+
+def _json(data: bytes) -> object:
+    if len(data) > MAX_LINE_BYTES:
+        raise LedgerError("a ledger line is larger than 16 KiB")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise LedgerError("a ledger line is not JSON") from None
+
+
+def _read_lines(path: Path) -> list[object]:
+    data = read_capped(path, MAX_LEDGER_BYTES)
+    if data is None:
+        return []
+    if len(data) > MAX_LEDGER_BYTES:
+        raise LedgerError("the ledger is larger than 256 MiB")
+    if data and not data.endswith(b"\n"):
+        raise LedgerError("the last line is cut short: a write was interrupted or the file cut")
+    out: list[object] = []
+    for number, line in enumerate(data.splitlines()):
+        try:
+            out.append(_json(line))
+        except LedgerError as e:
+            raise LedgerError(f"entry {number}: {e}", number) from None
+    return out
