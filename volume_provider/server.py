@@ -83,6 +83,9 @@ class ClaimServer:
         except (OSError, TimeoutError) as e:
             self.counts["connection_failed"] += 1
             log.debug("server.connection_failed", reason=type(e).__name__)
+        except Exception:  # our bug, not the peer's: logged, and the server goes on
+            self.counts["internal_error"] += 1
+            log.exception("server.internal_error")
         finally:
             self._active -= 1
             writer.close()

@@ -116,7 +116,7 @@ class ProviderService:
         async with self._lock:
             outcome = self.core.handle(data, self._clock())
             if outcome.event:
-                log.info("provider.message", event=outcome.event)
+                log.info("provider.message", outcome=outcome.event)
             for action in outcome.actions:
                 failed = await self._perform(action)
                 if failed is not None:
