@@ -106,7 +106,12 @@ async def test_a_volume_is_zvol_auth_group_target_extent_and_lun(rig: Rig) -> No
         IQN, target["id"], ("tc-u1",), ("10.77.0.2",),
     )  # fmt: skip
     assert state.luns == (LunState(1, f"{PARENT}/vol-1", 64, 512),)
+    assert state.sessions == ()
     assert await rig.manager.ensure_target(cfg()) == []  # idempotent
+    mw.sessions.append({"initiator": "iqn.2024-01.cloud.true:client", "target": IQN,
+                        "initiator_addr": "10.77.0.2"})  # fmt: skip
+    (state,) = await rig.manager.targets()
+    assert state.sessions == ("10.77.0.2",)
 
 
 async def test_drift_is_repaired_in_place_and_removal_leaves_only_the_zvol(rig: Rig) -> None:
@@ -289,6 +294,8 @@ def test_truenas_settings_read_the_key_from_its_file(tmp_path: Path) -> None:
     path.write_text(f'[truenas]\napi_key_file = "{key}"\nparent_dataset = "tank/tc"\n')
     endpoint = load_settings(path).endpoint()
     assert endpoint.api_key.reveal() == API_KEY and API_KEY not in repr(endpoint)
+    driver = TrueNasDriver.from_settings(path)
+    assert driver.parent == "tank/tc" and driver.kind == "truenas"
     key.unlink()
     with pytest.raises(TargetError, match="cannot read the TrueNAS API key file"):
         load_settings(path).endpoint()

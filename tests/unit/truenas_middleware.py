@@ -50,6 +50,7 @@ class Middleware:
     tables: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     faults: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     listen_port: int = 3260
     _next: int = 0
 
@@ -109,7 +110,7 @@ class Middleware:
         return {"id": 1, "basename": BASENAME, "listen_port": self.listen_port, "alua": False}
 
     def m_iscsi_global_sessions(self) -> list[Any]:
-        return []
+        return self.sessions
 
     def m_iscsi_auth_create(self, data: dict[str, Any]) -> dict[str, Any]:
         if not 12 <= len(data.get("secret", "")) <= 16:

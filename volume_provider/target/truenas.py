@@ -26,6 +26,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from volume_provider.target.changes import (
@@ -38,7 +39,7 @@ from volume_provider.target.changes import (
     UnbindAccount,
 )
 from volume_provider.target.model import LUN, LunState, TargetConfig, TargetError, TargetState
-from volume_provider.target.truenas_rpc import MiddlewareError
+from volume_provider.target.truenas_rpc import MiddlewareClient, MiddlewareError, load_settings
 
 OWNER = "truecloud"  # alias and comment prefix of everything this driver creates
 MAX_TRUENAS_SECRET = 16
@@ -101,6 +102,7 @@ class Snapshot:
     extents: dict[int, dict[str, Any]]
     mappings: list[dict[str, Any]]
     auths: list[dict[str, Any]]
+    sessions: list[dict[str, Any]]
 
 
 class TrueNasDriver:
@@ -127,6 +129,7 @@ class TrueNasDriver:
             {field(e, "id", int, "iscsi.extent.query"): e for e in extents},
             await self._query("iscsi.targetextent.query"),
             await self._query("iscsi.auth.query"),
+            await self._query("iscsi.global.sessions"),
         )
 
     async def targets(self) -> list[TargetState]:
@@ -148,7 +151,10 @@ class TrueNasDriver:
         networks = target.get("auth_networks") or []
         name = field(target, "name", str, "iscsi.target.query")
         acl = tuple(acl_address(str(n)) for n in networks)
-        return TargetState(f"{snap.basename}:{name}", tid, tuple(luns), users, acl)
+        iqn = f"{snap.basename}:{name}"
+        peers = [x for x in snap.sessions if x.get("target") in (iqn, name)]
+        sessions = tuple(str(x.get("initiator_addr", "?")) for x in peers)
+        return TargetState(iqn, tid, tuple(luns), users, acl, sessions)
 
     async def apply(self, changes: Sequence[TargetChange]) -> None:
         """Apply the changes in order; stop at the first failure."""
@@ -167,6 +173,12 @@ class TrueNasDriver:
                     await self._edit_networks(tid, add=cidr(address))
                 case DenyInitiator(tid, address):
                     await self._edit_networks(tid, drop=address)
+
+    @classmethod
+    def from_settings(cls, path: Path) -> TrueNasDriver:
+        """The driver the TrueNAS app's truenas.toml describes (docs/truenas-middleware.md)."""
+        settings = load_settings(path)
+        return cls(MiddlewareClient(settings.endpoint()), settings.parent_dataset)
 
     async def destroy_backing(self, backing: str) -> None:
         """Delete a released volume's zvol (and so its data); absent is fine."""
