@@ -137,7 +137,7 @@ def render(tmp_path: Path, status: object) -> dict[str, object]:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_view_asks_luci_rms_and_shows_node_state_and_vpns(tmp_path: Path) -> None:
     out = render(tmp_path, RUNNING)
-    assert out["declared"] == [{"object": "luci.rms", "method": "status", "expect": {}}]
+    assert out["declared"] == [{"object": "luci.rms", "method": "status", "expect": {"": {}}}]
     assert out["polls"] == [10]
     text = str(out["text"])
     for shown in ("running", "ab" * 32, "1d 2h 3m", "0f0e", "member", "fd00::1", "1/2"):

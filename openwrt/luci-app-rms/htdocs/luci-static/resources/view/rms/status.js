@@ -9,7 +9,7 @@
 var callStatus = rpc.declare({
 	object: 'luci.rms',
 	method: 'status',
-	expect: { }
+	expect: { '': {} }  // the whole reply; {} when empty
 });
 
 function duration(seconds) {
