@@ -43,6 +43,7 @@ config_get_bool() {
 }
 procd_open_instance() { record procd_open_instance "$@"; }
 procd_set_param() { record procd_set_param "$@"; }
+procd_add_jail() { record procd_add_jail "$@"; }
 procd_close_instance() { record procd_close_instance "$@"; }
 procd_add_reload_trigger() { record procd_add_reload_trigger "$@"; }
 logger() { record logger "$@"; }

@@ -69,6 +69,7 @@ def test_start_service_runs_rms_as_rms_with_net_admin_and_respawn(
     assert (params["user"], params["group"], params["no_new_privs"]) == (["rms"], ["rms"], ["1"])
     assert params["file"] == [str(FILES / "rms.config")]
     assert run.named("procd_open_instance") == [["rms"]]
+    assert run.named("procd_add_jail") == [["rms", "requirejail"]]  # caps need ujail
     assert run.named("procd_add_reload_trigger") == [["rms"]]
     assert ["-p", str(tmp_path / "state"), "/var/run/rms"] in run.named("mkdir")
     # The TOML the daemon is started with is the shipped UCI defaults, and the daemon takes it.
