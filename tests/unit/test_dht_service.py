@@ -59,6 +59,7 @@ class FakeNet:
         self.bound: dict[tuple[str, int], asyncio.DatagramProtocol] = {}
         self.sent = 0
         self.refuse: set[str] = set()  # addresses not up yet
+        self.log: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
         self.now = NOW
 
     def clock(self) -> float:
@@ -85,6 +86,7 @@ class FakeNet:
         return FakeTransport(self, (host, port))
 
     def deliver(self, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        self.log.append((src, dst, data))
         protocol = self.bound.get(dst)
         if protocol is not None:
             asyncio.get_running_loop().call_soon(protocol.datagram_received, data, src)
@@ -365,3 +367,22 @@ def test_the_cli_says_what_it_found_and_fails_without_a_daemon(
     assert "daemon not running" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["dht", "peer", "xyz"])
+
+
+async def test_junk_replayed_forged_and_oversized_datagrams_are_dropped(net: FakeNet) -> None:
+    a, b = Node(net, 71), Node(net, 72)
+    mesh([a, b], VPN_A)
+    await start([a, b])
+    src, dst, data = next(x for x in net.log if x[1][0] == a.address(VPN_A))
+    socket = net.bound[dst]
+    forged = data[:-1] + bytes([data[-1] ^ 1])
+    before = a.service.core.counters["rejected"]
+    for bad in (b"", b"\x00" * 7, b"\xff" * 70_000, data, forged):  # data: a replay
+        socket.datagram_received(bad, src)
+    socket.datagram_received(data, (f"{src[0]}%eth0", src[1]))  # a zone, and a replay again
+    await settle()
+    assert a.service.core.counters["rejected"] == before + 6
+    found = await a.service.get(peer_key(b.identity.public_key))  # and it still serves
+    assert found.record is not None
+    for node in (a, b):
+        node.service.close()
