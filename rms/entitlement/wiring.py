@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rms.audit.service import AuditService
+from rms.audit.service import attach as attach_audits
 from rms.config import Config
 from rms.daemon import Daemon
 from rms.entitlement.control import attach as attach_entitlement
@@ -12,7 +14,9 @@ from rms.ledger.store import LedgerStore
 
 
 def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) -> None:
-    """Entitlement (status, routes, heartbeats) and the ledger, wired into the daemon."""
+    """Entitlement (status, routes, heartbeats), the ledger and the audits, in the daemon."""
+    state_dir = config.node.state_dir
     entitlement = EntitlementService(config)
     attach_entitlement(entitlement, daemon)
-    attach_ledger(LedgerStore(config.node.state_dir, identity), daemon)
+    attach_ledger(LedgerStore(state_dir, identity), daemon)
+    attach_audits(AuditService(state_dir, identity, entitlement), daemon)

@@ -60,6 +60,7 @@ CORES = [
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
     "rms/policydoc.py",
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
+    *(f"rms/audit/{m}.py" for m in ("__init__", "report", "challenge", "reputation")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status")),
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
@@ -81,6 +82,7 @@ ADAPTERS = [
     *(f"rms/entitlement/{m}.py" for m in ("files", "policyfile", "service", "control")),
     "rms/entitlement/wiring.py",
     *(f"rms/ledger/{m}.py" for m in ("store", "control")),
+    "rms/audit/service.py",
     "rms/membership/service.py",
     "rms/net/streams.py",
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client
@@ -100,6 +102,7 @@ PACKAGES = (
     "rms/dht",
     "rms/entitlement",
     "rms/ledger",
+    "rms/audit",
     "rms/volumes",
     "rms/update",
 )

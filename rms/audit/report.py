@@ -1,0 +1,134 @@
+"""Signed audit reports: what one client found when it checked one provider.
+
+A report is the auditor's signed statement about one round of checks of one lease::
+
+    {"body": {"format": "truecloud-audit/1", "auditor": "<hex key>", "provider": "<hex key>",
+              "lease": "vol-3", "round": 17, "at": 1763769600, "kind": "read",
+              "checked": 16, "failed": 0},
+     "sig": "<hex>"}
+
+`kind` is `read` (read challenges: blocks the client wrote, read back and compared with the
+digests it kept) or `scrub` (a ZFS scrub's checksum errors on that provider's vdev, `checked`
+being the blocks scrubbed, capped). Signed under `truecloud audit v1`; at most 2 KiB so it fits
+a DHT value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rms.ledger.canonical import (
+    KEY_BYTES,
+    SIG_BYTES,
+    DocumentError,
+    canonical,
+    exact_keys,
+    hex_bytes,
+    sign,
+    text,
+    verify,
+    whole,
+)
+from rms.wire.envelope import Signer
+
+FORMAT = "truecloud-audit/1"
+DOMAIN = b"truecloud audit v1\x00"
+KINDS = ("read", "scrub")
+MAX_REPORT_BYTES = 2048
+MAX_CHECKED = 2**32
+FUTURE_SLACK_S = 300  # reports dated further ahead than this are refused
+BODY_KEYS = {"format", "auditor", "provider", "lease", "round", "at", "kind", "checked", "failed"}
+
+
+class ReportError(DocumentError):
+    """A report that is malformed, oversized, forged or from the future."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """A verified report."""
+
+    auditor: bytes
+    provider: bytes
+    lease: str
+    round: int
+    at: int
+    kind: str
+    checked: int
+    failed: int
+    signed: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check held."""
+        return self.failed == 0
+
+
+def make_body(
+    auditor: bytes, provider: bytes, lease: str, *, round_: int, at: int, kind: str,
+    checked: int, failed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """A report body, checked as a receiver checks it."""
+    body = {
+        "format": FORMAT, "auditor": auditor.hex(), "provider": provider.hex(), "lease": lease,
+        "round": round_, "at": at, "kind": kind, "checked": checked, "failed": failed,
+    }  # fmt: skip
+    _fields(body)
+    return body
+
+
+def sign_report(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    """The signed report; the signer must be the body's auditor."""
+    auditor, _ = _fields(body)
+    if auditor != signer.public_key:
+        raise ReportError("only the auditor named in a report may sign it")
+    return {"body": body, "sig": sign(signer, DOMAIN, body)}
+
+
+def check(signed: object, now: float) -> AuditReport:
+    """Verify a signed report received from anyone (a local CFS, the DHT)."""
+    if not isinstance(signed, dict):
+        raise ReportError("a report must be an object")
+    try:
+        exact_keys(signed, {"body", "sig"}, "report")
+        if len(canonical(signed)) > MAX_REPORT_BYTES:
+            raise ReportError(f"a report is at most {MAX_REPORT_BYTES} bytes")
+        auditor, provider = _fields(signed["body"])
+        sig = hex_bytes(signed["sig"], SIG_BYTES, "sig")
+    except ReportError:
+        raise
+    except DocumentError as e:
+        raise ReportError(str(e)) from None
+    body = signed["body"]
+    if not verify(DOMAIN, body, auditor, sig):
+        raise ReportError("the auditor's signature does not hold: forged or altered")
+    if body["at"] > now + FUTURE_SLACK_S:
+        raise ReportError("the report is dated in the future")
+    return AuditReport(
+        auditor, provider, body["lease"], body["round"], body["at"], body["kind"],
+        body["checked"], body["failed"], signed,
+    )  # fmt: skip
+
+
+def _fields(body: object) -> tuple[bytes, bytes]:
+    if not isinstance(body, dict):
+        raise ReportError("a report body must be an object")
+    try:
+        exact_keys(body, BODY_KEYS, "report body")
+        auditor = hex_bytes(body["auditor"], KEY_BYTES, "auditor")
+        provider = hex_bytes(body["provider"], KEY_BYTES, "provider")
+        lease = text(body["lease"], "lease", 128)
+        whole(body["round"], "round")
+        whole(body["at"], "at", high=2**40)
+        checked = whole(body["checked"], "checked", high=MAX_CHECKED)
+        failed = whole(body["failed"], "failed", high=MAX_CHECKED)
+    except DocumentError as e:
+        raise ReportError(str(e)) from None
+    if body["format"] != FORMAT or body["kind"] not in KINDS:
+        raise ReportError(f"format must be {FORMAT} and kind one of {', '.join(KINDS)}")
+    if auditor == provider:
+        raise ReportError("a provider cannot audit itself")
+    if not lease or checked == 0 or failed > checked:
+        raise ReportError("a report names a lease and 0 <= failed <= checked, checked >= 1")
+    return auditor, provider
