@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
 from rms.cli.dht import render
 from rms.cli.main import main
@@ -213,7 +214,9 @@ async def test_a_key_that_fails_the_puzzle_is_not_a_contact(net: FakeNet) -> Non
         for i in range(256)
         if not satisfies(NodeIdentity.from_seed(bytes([i]) * 32).public_key, BITS)
     )
-    a, b = Node(net, 31, weak), Node(net, 32)
+    with capture_logs() as logs:
+        a, b = Node(net, 31, weak), Node(net, 32)
+    assert [e["event"] for e in logs] == ["dht.key_fails_puzzle"]
     mesh([a, b], VPN_A)
     await start([a, b])
     assert a.service.health() is not None and "node.key" in str(a.service.health())
