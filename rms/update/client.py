@@ -137,7 +137,10 @@ class Library:
 
     def check(self, now: datetime) -> list[Available]:
         """Refresh the metadata and list every signed target."""
-        self._refreshed(now)
+        try:
+            self._refreshed(now)
+        finally:
+            self.source.close()
         # ngclient persisted the targets.json it just verified; read the same bytes back.
         data = read_capped(self.cache_dir / "metadata" / "targets.json", MAX_TARGETS_BYTES, "")
         targets = Metadata[Targets].from_bytes(data).signed.targets
@@ -146,14 +149,16 @@ class Library:
     def fetch(self, name: str, now: datetime) -> tuple[Path, TargetFile]:
         """Refresh, then download target `name` and verify it; returns the file and its info."""
         check_target_name(name)
-        updater = self._refreshed(now)
         try:
+            updater = self._refreshed(now)
             info = updater.get_targetinfo(name)
             if info is None:
                 raise UpdateRefused(Reason.UNKNOWN_TARGET, f"no signed target named {name!r}")
             path = Path(updater.download_target(info))
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
             raise refusal(exc) from None
+        finally:
+            self.source.close()
         return path, info
 
     def install(self, name: str, installer: Installer, now: datetime) -> Available:

@@ -48,6 +48,10 @@ class Source(Protocol):
         """Where this source reads from, for messages."""
         ...
 
+    def close(self) -> None:
+        """Drop every connection and open file (the client calls this after each action)."""
+        ...
+
 
 def relative_path(url: str) -> str:
     """The repository path of a `library:/` URL, or DownloadError."""
@@ -78,6 +82,9 @@ class DirectorySource:
     def describe(self) -> str:
         """The directory."""
         return str(self.root)
+
+    def close(self) -> None:
+        """Nothing stays open between reads."""
 
     def open(self, path: str) -> Iterator[bytes]:
         """Read `path` below the directory; a symlink out of it counts as missing."""
@@ -115,10 +122,18 @@ class MirrorSource:
         self.pool = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=ca_file, retries=False, timeout=self.timeout
         )
+        self.live: set[urllib3.BaseHTTPResponse] = set()  # responses not read to the end
 
     def describe(self) -> str:
         """The mirrors."""
         return ", ".join(self.urls)
+
+    def close(self) -> None:
+        """Close responses ngclient stopped reading, then every pooled connection."""
+        for response in self.live:
+            response.close()
+        self.live.clear()
+        self.pool.clear()
 
     def open(self, path: str) -> Iterator[bytes]:
         """Try the mirrors in a random order; the first that serves the file wins."""
@@ -146,19 +161,15 @@ class MirrorSource:
         if response.status != 200:
             response.close()  # its body is unread: the connection must not be reused
             raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
-        return _stream(response)
+        self.live.add(response)
+        return self._stream(response)
 
-
-def _stream(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    complete = False
-    try:
+    def _stream(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         yield from response.stream(CHUNK, decode_content=False)
-        complete = True
-    finally:
-        if complete:
-            response.release_conn()
-        else:  # ngclient stopped at its length cap, or the read failed: drop the connection
-            response.close()
+        # Read to the end: the connection may serve the next file. A response ngclient stops
+        # reading (its length cap) stays in `live` until close() drops its connection.
+        self.live.discard(response)
+        response.release_conn()
 
 
 def _library_base(url: str) -> str:

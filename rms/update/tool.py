@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from securesystemslib.signer import Key, Signer
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from rms.update import roles
 from rms.update.roles import Expiry, M, RepoError, RoleKeys
@@ -137,6 +137,7 @@ class RepoTool:
         roles.require_threshold(root, targets, f"targets v{targets.signed.version}")
         snapshot = roles.snapshot_of(self.dir.snapshot(), targets, now, self.expiry)
         roles.sign(snapshot, snapshot_signer, root)
+        stamp = self._stamp(timestamp_signer, root, snapshot, now)
         published = []
         for staged in (staged_root, staged_targets):
             if staged is not None:
@@ -145,20 +146,26 @@ class RepoTool:
                 published.append(f"{staged.signed.type} v{staged.signed.version}")
         self.dir.publish(snapshot)
         published.append(f"snapshot v{snapshot.signed.version}")
-        published.append(self._timestamp(timestamp_signer, now))
+        published.append(self._write_timestamp(stamp))
         return ", ".join(published)
 
     def timestamp(self, timestamp_key: Path, now: datetime) -> str:
         """Re-sign the timestamp over the current snapshot (keeps nodes from seeing a freeze)."""
-        return self._timestamp(load_signer(timestamp_key), now)
-
-    def _timestamp(self, signer: Signer, now: datetime) -> str:
         root = self._required(self.dir.root()).signed
         snapshot = self.dir.snapshot()
         if snapshot is None:
             raise RepoError("no snapshot is published; run `rms-repo publish` first")
+        stamp = self._stamp(load_signer(timestamp_key), root, snapshot, now)
+        return self._write_timestamp(stamp)
+
+    def _stamp(
+        self, signer: Signer, root: Root, snapshot: Metadata[Snapshot], now: datetime
+    ) -> Metadata[Timestamp]:
         stamp = roles.timestamp_of(self.dir.timestamp(), snapshot, now, self.expiry)
         roles.sign(stamp, signer, root)
+        return stamp
+
+    def _write_timestamp(self, stamp: Metadata[Timestamp]) -> str:
         self.dir.publish_timestamp(stamp)
         return f"timestamp v{stamp.signed.version} (expires {stamp.signed.expires:%Y-%m-%d %H:%M})"
 
