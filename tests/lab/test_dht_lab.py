@@ -14,6 +14,7 @@ import asyncio
 import os
 import statistics
 import subprocess
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
 from rms.lab.layout import lab_paths
 from rms.lab.status import control_socket
-from tests.lab.support import lab, status_json
+from tests.lab.support import lab, node_statuses, status_json
 from tests.lab.test_vpns import CONVERGE_S, Statuses, all_joined, wait_for
 
 pytestmark = [
@@ -53,29 +54,33 @@ def dht_ready(count: int) -> Any:
     return check
 
 
-Outcome = tuple[bool, bool, float]  # found, current (all the target's VPNs), elapsed ms
+Outcome = tuple[bool, bool, float, bool]  # found, current, elapsed ms, across VPNs
 
 
 async def lookup_all(pids: dict[str, int], statuses: Statuses) -> list[Outcome]:
     """From every node, the peer record of every other node (PER_NODE at a time per node)."""
     keys = {n: s["dht"]["public_key"] for n, s in statuses.items()}
     hosts = {n: {v["address"] for v in s["vpns"]} for n, s in statuses.items()}
+    vpns = {n: {v["uuid"] for v in s["vpns"]} for n, s in statuses.items()}
 
-    async def one(gate: asyncio.Semaphore, client: ControlClient, target: str) -> Outcome:
+    async def one(
+        gate: asyncio.Semaphore, client: ControlClient, node: str, target: str
+    ) -> Outcome:
+        apart = not vpns[node] & vpns[target]  # the relay carries these
         async with gate:
             try:
                 answer = await client.post_json("/v1/dht/get", {"public_key": keys[target]})
             except (DaemonUnavailable, ControlError):
-                return False, False, float("nan")
+                return False, False, float("nan"), apart
         record = answer.get("record") or {}
         found = bool(answer.get("found")) and record.get("publisher") == keys[target]
         listed = {host for _, host, _ in record.get("fields", {}).get("addrs", [])}
-        return found, found and listed == hosts[target], float(answer["elapsed_ms"])
+        return found, found and listed == hosts[target], float(answer["elapsed_ms"]), apart
 
     work = []
     for node, pid in pids.items():
         gate, client = asyncio.Semaphore(PER_NODE), ControlClient(control_socket(pid), 30.0)
-        work += [one(gate, client, target) for target in pids if target != node]
+        work += [one(gate, client, node, target) for target in pids if target != node]
     return list(await asyncio.gather(*work))
 
 
@@ -86,9 +91,11 @@ def summary(label: str, outcomes: list[Outcome]) -> tuple[float, str]:
     cuts = statistics.quantiles(times, n=20) if len(times) >= 2 else [float("nan")] * 19
     rate = len(ok) / len(outcomes)
     current = sum(o[1] for o in ok)
+    apart = [o for o in outcomes if o[3]]
     line = (
-        f"{label}: {len(ok)}/{len(outcomes)} found ({rate:.1%}), {current} with every VPN "
-        f"address, p50 {statistics.median(times):.1f} ms, p95 {cuts[18]:.1f} ms"
+        f"{label}: {len(ok)}/{len(outcomes)} found ({rate:.1%}; across VPNs "
+        f"{sum(o[0] for o in apart)}/{len(apart)}), {current} with every VPN address, "
+        f"p50 {statistics.median(times):.1f} ms, p95 {cuts[18]:.1f} ms"
     )
     return rate, line
 
@@ -141,3 +148,9 @@ def test_every_node_finds_every_peer_record_with_and_without_loss(lab_name: str)
 
     set_loss_everywhere(lab_name, 0)
     assert loss_rules(lab_name, "node1") == []
+    dht = [s["dht"] for s in node_statuses(lab_name).values()]
+    dropped: Counter[str] = Counter()
+    for section in dht:
+        dropped.update(section["dropped"])
+    relayed = sum(section["relayed"] for section in dht)
+    print(f"DHT lab: {relayed} requests relayed across VPNs; counted and dropped: {dict(dropped)}")
