@@ -131,3 +131,16 @@ def test_rms_repo_signs_countersigns_and_publishes(
     assert run_repo("add", repo, package, "--meta", "novalue") == 1
     assert run_repo("add", repo, package, "--name", "../escape.deb") == 1
     assert run_repo() == 2
+
+
+def test_a_missing_or_garbage_trusted_root_exits_1(
+    published: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config(tmp_path, published)
+    shipped = tmp_path / "shipped-root.json"
+    shipped.write_bytes(b'{"signed": "not a root"}')
+    assert rms_main(["update", "check", "--config", str(cfg)]) == 1
+    assert "refused" in capsys.readouterr().err
+    shipped.unlink()
+    assert rms_main(["update", "check", "--config", str(cfg)]) == 1
+    assert "cannot read trusted root" in capsys.readouterr().err
