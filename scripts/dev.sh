@@ -11,7 +11,8 @@ venv="$top/.venv"
 # libiscsi initiator tools, zfs-fuse, FUSE, nftables and iproute2, plus Python to build the venv.
 debs=(wireguard-go wireguard-tools tgt libiscsi-bin zfs-fuse fuse3 nftables iproute2
       util-linux python3 python3-venv python3-dev gcc shellcheck nodejs busybox
-      mmdebstrap qemu-user-static binfmt-support arch-test fdisk dosfstools mtools)
+      mmdebstrap qemu-user-static binfmt-support arch-test fdisk dosfstools mtools
+      chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

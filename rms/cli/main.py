@@ -12,6 +12,7 @@ from rms.cli import dht as dht_cmd
 from rms.cli import policy as policy_cmd
 from rms.cli import run as run_cmd
 from rms.cli import status as status_cmd
+from rms.cli import ui as ui_cmd
 from rms.cli import update as update_cmd
 from rms.cli import vpn as vpn_cmd
 from rms.lab import cli as lab_cmd
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     broadcast_cmd.register(sub)
     dht_cmd.register(sub)
     policy_cmd.register(sub)
+    ui_cmd.register(sub)
     update_cmd.register(sub)
     lab_cmd.register(sub)
     return parser
