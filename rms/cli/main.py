@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rms import __version__
 from rms.cli import broadcast as broadcast_cmd
+from rms.cli import contribute as contribute_cmd
 from rms.cli import dht as dht_cmd
 from rms.cli import policy as policy_cmd
 from rms.cli import run as run_cmd
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     dht_cmd.register(sub)
     policy_cmd.register(sub)
     ui_cmd.register(sub)
+    contribute_cmd.register(sub)
     update_cmd.register(sub)
     lab_cmd.register(sub)
     return parser

@@ -170,6 +170,21 @@ def parse_size(text: str) -> int:
     return _amount("size", floor(value * _UNITS[unit]))
 
 
+def parse_offer(storage: str, cpu: str | None) -> dict[str, int]:
+    """A person's offer ('20 GiB', '1.5' cores) as the control API's body; ContributionError
+    when either is not a size or a number of cores in [0, 4096]."""
+    offer = {"storage_bytes": parse_size(storage)}
+    if cpu is not None:
+        try:
+            cores = Fraction(cpu.strip())
+        except (ValueError, ZeroDivisionError):
+            raise ContributionError(f"{cpu[:40]!r} is not a number of CPU cores") from None
+        if not 0 <= cores <= 4096:
+            raise ContributionError("CPU cores must lie between 0 and 4096")
+        offer["cpu_millicores"] = floor(cores * 1000)
+    return offer
+
+
 def format_size(amount: int) -> str:
     """Bytes as a short binary-unit string, e.g. 21474836480 -> '20.0 GiB'."""
     if amount < 1024:

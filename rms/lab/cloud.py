@@ -85,6 +85,9 @@ def node_config(paths: LabPaths, node: NodePlan, spread: Diversity = Diversity()
         "\n[discovery]\n"
         f"urls = {toml_list([feed_url(paths)])}\n"
         f'ca_file = "{CA_CERT}"\n'
+        "\n[contribution]\n"  # node N offers N x 10 GiB: each ends with its own entitlement
+        f'storage = "{10 * node.index} GiB"\n'
+        "cpu = 1.0\n"
     )
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
 from importlib import resources
 
 from aiohttp import web
 
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
-from rms.entitlement.arithmetic import ContributionError, parse_size
+from rms.entitlement.arithmetic import ContributionError, parse_offer
 from rms.webui import render
 
 CLIENT = web.AppKey("client", ControlClient)
@@ -109,24 +108,13 @@ async def home(request: web.Request) -> web.Response:
     return _html(render.home(status, audits, derive(request.app[SECRET], "csrf"), flash))
 
 
-def _offer(form: dict[str, str]) -> dict[str, int]:
-    storage = parse_size(form.get("storage", ""))
-    try:
-        cores = Decimal(form.get("cpu", "0"))
-    except InvalidOperation:
-        raise ContributionError("CPU cores must be a number such as 2 or 0.5") from None
-    if not cores.is_finite() or not 0 <= cores <= 4096:
-        raise ContributionError("CPU cores must lie between 0 and 4096")
-    return {"storage_bytes": storage, "cpu_millicores": int(cores * 1000)}
-
-
 async def preview(request: web.Request) -> web.Response:
     """POST /contribution: show the consequence of the change; nothing applies yet."""
     form = {k: str(v) for k, v in (await request.post()).items()}
     client = request.app[CLIENT]
     csrf = derive(request.app[SECRET], "csrf")
     try:
-        offer = _offer(form)
+        offer = parse_offer(form.get("storage", ""), form.get("cpu", "0"))
         result = await client.post_json("/v1/entitlement/preview", dict(offer))
     except ContributionError as e:
         status = await client.status()

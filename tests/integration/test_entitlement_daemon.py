@@ -139,3 +139,17 @@ def test_a_forged_policy_document_is_refused_and_reported(tmp_path: Path) -> Non
         assert report["entitlement"]["ratio"] == 0.4
     finally:
         stop_daemon(d)
+
+
+def test_rms_contribute_previews_then_applies(node: RunningDaemon) -> None:
+    shown = node.rms("contribute", "30 GiB", "--socket", str(node.socket_path))
+    assert shown.returncode == 0, shown.stderr
+    assert "4.0 GiB now, 6.0 GiB with 30.0 GiB" in shown.stdout and "not applied" in shown.stdout
+    assert call(node, "GET", "/v1/entitlement")["contribution"]["storage_bytes"] == 20 * GIB
+    done = node.rms(
+        "contribute", "30 GiB", "--cpu", "4", "--yes", "--socket", str(node.socket_path)
+    )
+    assert done.returncode == 0 and "applied" in done.stdout
+    c = call(node, "GET", "/v1/entitlement")["contribution"]
+    assert (c["storage_bytes"], c["cpu_millicores"]) == (30 * GIB, 4000)
+    assert node.rms("contribute", "lots", "--socket", str(node.socket_path)).returncode == 2

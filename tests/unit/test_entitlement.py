@@ -12,6 +12,7 @@ from rms.entitlement.arithmetic import (
     ContributionError,
     entitlement,
     format_size,
+    parse_offer,
     parse_size,
     volume_size,
 )
@@ -159,3 +160,11 @@ def test_format_size() -> None:
     assert format_size(512) == "512 B"
     assert format_size(20 * GIB) == "20.0 GiB"
     assert format_size(MAX_AMOUNT) == "8.0 EiB"
+
+
+def test_parse_offer() -> None:
+    assert parse_offer("20 GiB", "1.5") == {"storage_bytes": 20 * GIB, "cpu_millicores": 1500}
+    assert parse_offer("1 GB", None) == {"storage_bytes": 10**9}
+    for cpu in ("NaN", "1e9", "-1", "1/0", "two", ""):
+        with pytest.raises(ContributionError):
+            parse_offer("1 GiB", cpu)
