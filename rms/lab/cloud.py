@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rms.lab.ca import LabCA
 from rms.lab.layout import MIRROR, LabPaths, NodePlan, discovery_name
+from rms.lab.library import build_library, copy_published, trusted_root
 from rms.lab.system import LabUsageError
 
 LOCATIONS = 4
@@ -30,6 +31,8 @@ HOST_STATE = Path("/var/lib/rms")
 NODE_CONFIG = HOST_STATE / "rms.toml"
 MIRROR_CONFIG = HOST_STATE / "mirror.toml"
 CA_CERT = HOST_STATE / "lab-ca.pem"
+LIBRARY_ROOT = HOST_STATE / "library-root.json"  # a node's shipped trust anchor (updates.md)
+LIBRARY_COPY = HOST_STATE / "library"  # a mirror's copy of the component library
 TLS_NAME = "tls"
 ANTI_ENTROPY_S = 10.0
 
@@ -88,6 +91,8 @@ def node_config(paths: LabPaths, node: NodePlan, spread: Diversity = Diversity()
         "\n[contribution]\n"  # node N offers N x 10 GiB: each ends with its own entitlement
         f'storage = "{10 * node.index} GiB"\n'
         "cpu = 1.0\n"
+        "\n[update]\n"
+        f'trusted_root = "{LIBRARY_ROOT}"\n'
     )
 
 
@@ -109,6 +114,8 @@ def mirror_config(paths: LabPaths, mirror: NodePlan, mirrors: Sequence[NodePlan]
         f"anti_entropy_s = {ANTI_ENTROPY_S}\n"
         "\n[log]\n"
         'format = "json"\n'
+        "\n[library]\n"
+        f'directory = "{LIBRARY_COPY}"\n'
     )
 
 
@@ -118,6 +125,7 @@ def write_trust(paths: LabPaths, hosts: Sequence[NodePlan], spread: Diversity) -
     ca.save(paths.ca_dir)
     paths.ca_dir.chmod(0o700)
     write_hosts(paths, hosts)
+    build_library(paths)
     mirrors = [h for h in hosts if h.kind == MIRROR]
     for host in hosts:
         write_host_files(paths, host, mirrors, ca, spread)
@@ -141,6 +149,8 @@ def write_host_files(
         names = [discovery_name(paths.name), host_name(paths, host.name)]
         ca.write_server(state, TLS_NAME, names, [str(host.address.ip), str(host.address6.ip)])
         (state / MIRROR_CONFIG.name).write_text(mirror_config(paths, host, mirrors))
+        copy_published(paths, state / LIBRARY_COPY.name)
     else:
         (state / CA_CERT.name).write_bytes(ca.cert_pem())
+        (state / LIBRARY_ROOT.name).write_bytes(trusted_root(paths).read_bytes())
         (state / NODE_CONFIG.name).write_text(node_config(paths, host, spread))
