@@ -68,7 +68,6 @@ class World:
         verified = rep.check(rep.sign_report(body, client), now)
         self.events += self.reputation.add(verified, now)
 
-    @property
     def standing(self) -> Standing:
         return self.reputation.standing(PROVIDER.public_key)
 
@@ -78,9 +77,9 @@ def test_a_provider_dropping_writes_is_warned_at_once_and_penalised_after_the_gr
     warned_at = penalised_at = None
     while penalised_at is None and world.round < GRACE_ROUNDS + 10:
         world.step()
-        if warned_at is None and world.standing is Standing.WARNED:
+        if warned_at is None and world.standing() is Standing.WARNED:
             warned_at = world.round
-        if world.standing is Standing.PENALISED:
+        if world.standing() is Standing.PENALISED:
             penalised_at = world.round
     assert warned_at is not None and warned_at <= 2
     assert penalised_at is not None and penalised_at <= GRACE_ROUNDS + 3
@@ -94,7 +93,7 @@ def test_honest_providers_keep_their_reputation() -> None:
         world.step()
     assert world.events == []
     assert world.reputation.summary(PROVIDER.public_key)["score"] == 1.0
-    assert world.standing is Standing.OK
+    assert world.standing() is Standing.OK
     assert world.reputation.factor(PROVIDER.public_key) == 1.0
 
 
@@ -103,14 +102,14 @@ def test_a_single_false_reporter_never_warns_or_penalises() -> None:
     for _ in range(GRACE_ROUNDS * 3):
         world.step()
     assert world.events == []
-    assert world.standing is Standing.OK
+    assert world.standing() is Standing.OK
 
 
 def test_two_colluding_reporters_can_warn_but_not_penalise_against_six_honest() -> None:
     world = World(Provider(drop_rate=0.0, rng=random.Random(5)), liars={1, 2})
     for _ in range(GRACE_ROUNDS * 3):
         world.step()
-    assert world.standing is Standing.WARNED
+    assert world.standing() is Standing.WARNED
     assert all(e.new is not Standing.PENALISED for e in world.events)
 
 
@@ -119,7 +118,7 @@ def test_an_owner_who_repairs_in_the_grace_period_is_not_penalised() -> None:
     world = World(provider)
     for _ in range(6):
         world.step()
-    assert world.standing is Standing.WARNED
+    assert world.standing() is Standing.WARNED
     provider.drop_rate = 0.0  # the owner replaced the disk; the pool resilvers it
     for i, log in enumerate(world.logs):
         for block in log.blocks():
@@ -127,22 +126,22 @@ def test_an_owner_who_repairs_in_the_grace_period_is_not_penalised() -> None:
     world.logs = [BlockLog() for _ in CLIENTS]  # the clients re-seed their logs after resilver
     for _ in range(GRACE_ROUNDS):
         world.step()
-    assert world.standing is Standing.OK
+    assert world.standing() is Standing.OK
     assert [e.new for e in world.events] == [Standing.WARNED, Standing.OK]
 
 
 def test_a_penalised_provider_that_mends_its_ways_is_restored_as_old_failures_decay() -> None:
     provider = Provider(drop_rate=0.3, rng=random.Random(7))
     world = World(provider)
-    while world.standing is not Standing.PENALISED:
+    while world.standing() is not Standing.PENALISED:
         world.step()
     provider.drop_rate = 0.0
     world.logs = [BlockLog() for _ in CLIENTS]
     for _ in range(GRACE_ROUNDS * 4):
         world.step()
-        if world.standing is Standing.OK:
+        if world.standing() is Standing.OK:
             break
-    assert world.standing is Standing.OK
+    assert world.standing() is Standing.OK
     assert world.events[-1].reason.startswith("restored")
 
 
