@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rms.config import Config, ConfigError, load_config
-from rms.update.client import Library, LibraryUnavailable, UpdateRefused
+from rms.update.client import (
+    InstallError,
+    Library,
+    LibraryUnavailable,
+    UpdateRefused,
+    node_installer,
+)
 from rms.update.fetcher import DirectorySource, MirrorSource, Source
-from rms.update.install import InstallError, node_installer
 from rms.update.roles import RepoError
 
 EXIT_OK, EXIT_FAILED, EXIT_MISUSE = 0, 1, 2

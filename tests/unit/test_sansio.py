@@ -90,7 +90,7 @@ ADAPTERS = [
     "rms/gossip/adapter.py",
     "rms/gossip/control.py",
     "rms/gossip/exchange.py",  # the long poll, answers and own answers for local services
-    *(f"rms/update/{m}.py" for m in ("store", "tool", "repo", "fetcher", "client", "install")),
+    *(f"rms/update/{m}.py" for m in ("store", "tool", "repo", "fetcher", "client")),
 ]
 PACKAGES = (
     "rms/wire",
