@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import enum
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets
@@ -34,6 +34,7 @@ from rms.update.fetcher import METADATA_URL, TARGETS_URL, LibraryFetcher, Source
 from rms.update.roles import check_target_name
 from rms.update.store import read_capped, write_atomic
 
+R = TypeVar("R")
 MAX_ROOT_BYTES = 64 * 1024  # a root with a dozen keys is ~5 KiB
 MAX_TIMESTAMP_BYTES = 4 * 1024  # ~1 KiB
 MAX_SNAPSHOT_BYTES = 64 * 1024  # one entry per targets role
@@ -117,7 +118,7 @@ class Library:
             targets_max_length=MAX_TARGETS_BYTES,
         )
 
-    def _refreshed(self, now: datetime) -> Updater:
+    def _refreshed(self, source: Source, now: datetime) -> Updater:
         root = read_capped(self.trusted_root, MAX_ROOT_BYTES, "trusted root")
         metadata = self.cache_dir / "metadata"
         metadata.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ class Library:
                 METADATA_URL,
                 str(self.cache_dir / "targets"),
                 TARGETS_URL,
-                LibraryFetcher(self.source),
+                LibraryFetcher(source),
                 self.config,
                 bootstrap=root,
             )
@@ -137,12 +138,30 @@ class Library:
             raise refusal(exc) from None
         return updater
 
+    def _from_each(self, action: Callable[[Source], R]) -> R:
+        """`action` on each source in turn (each mirror alone) until one passes every check.
+
+        One rogue or stale mirror must not stop a node from updating through the others; a
+        refused mirror leaves nothing behind (ngclient keeps only metadata it verified)."""
+        refused: list[str] = []
+        first: UpdateRefused | None = None
+        for source in self.source.each():
+            try:
+                return action(source)
+            except UpdateRefused as exc:
+                first = first or exc
+                refused.append(f"{source.describe()}: {exc}")
+            except LibraryUnavailable as exc:
+                refused.append(f"{source.describe()}: {exc}")
+            finally:
+                source.close()
+        if first is not None:
+            raise UpdateRefused(first.reason, "; ".join(refused))
+        raise LibraryUnavailable("; ".join(refused) or "no source to read from")
+
     def check(self, now: datetime) -> list[Available]:
         """Refresh the metadata and list every signed target."""
-        try:
-            self._refreshed(now)
-        finally:
-            self.source.close()
+        self._from_each(lambda source: self._refreshed(source, now))
         # ngclient persisted the targets.json it just verified; read the same bytes back.
         data = read_capped(self.cache_dir / "metadata" / "targets.json", MAX_TARGETS_BYTES, "")
         targets = Metadata[Targets].from_bytes(data).signed.targets
@@ -151,17 +170,17 @@ class Library:
     def fetch(self, name: str, now: datetime) -> tuple[Path, TargetFile]:
         """Refresh, then download target `name` and verify it; returns the file and its info."""
         check_target_name(name)
+        return self._from_each(lambda source: self._fetch(source, name, now))
+
+    def _fetch(self, source: Source, name: str, now: datetime) -> tuple[Path, TargetFile]:
+        updater = self._refreshed(source, now)
         try:
-            updater = self._refreshed(now)
             info = updater.get_targetinfo(name)
             if info is None:
                 raise UpdateRefused(Reason.UNKNOWN_TARGET, f"no signed target named {name!r}")
-            path = Path(updater.download_target(info))
+            return Path(updater.download_target(info)), info
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
             raise refusal(exc) from None
-        finally:
-            self.source.close()
-        return path, info
 
     def install(self, name: str, installer: Installer, now: datetime) -> Available:
         """Fetch target `name`, check it once more, and only then hand it to `installer`."""

@@ -52,6 +52,10 @@ class Source(Protocol):
         """Drop every connection and open file (the client calls this after each action)."""
         ...
 
+    def each(self) -> list[Source]:
+        """This source split into the ones the client tries one after another."""
+        ...
+
 
 def relative_path(url: str) -> str:
     """The repository path of a `library:/` URL, or DownloadError."""
@@ -86,6 +90,10 @@ class DirectorySource:
     def close(self) -> None:
         """Nothing stays open between reads."""
 
+    def each(self) -> list[Source]:
+        """A directory is one source."""
+        return [self]
+
     def open(self, path: str) -> Iterator[bytes]:
         """Read `path` below the directory; a symlink out of it counts as missing."""
         full = (self.root / path).resolve()
@@ -117,6 +125,7 @@ class MirrorSource:
             if not url.startswith("https://"):
                 raise ValueError(f"mirror URL {url!r} is not https://")
         self.urls = [_library_base(u) for u in urls]
+        self.ca_file, self.timeout_s = ca_file, timeout_s
         self.rng = rng or random.Random()  # noqa: S311 - spreading load, not a secret
         self.timeout = urllib3.Timeout(total=timeout_s)
         self.pool = urllib3.PoolManager(
@@ -127,6 +136,11 @@ class MirrorSource:
     def describe(self) -> str:
         """The mirrors."""
         return ", ".join(self.urls)
+
+    def each(self) -> list[Source]:
+        """Each mirror alone, in a random order: one bad mirror cannot block the others."""
+        order = self.rng.sample(self.urls, len(self.urls))
+        return [MirrorSource([u], ca_file=self.ca_file, timeout_s=self.timeout_s) for u in order]
 
     def close(self) -> None:
         """Close responses ngclient stopped reading, then every pooled connection."""

@@ -1,8 +1,9 @@
 """The component library served by real `vpn-discovery serve` mirrors over HTTPS (lab CA).
 
 A node verifies and installs through an honest mirror, refuses a mirror whose copy of a
-package was tampered with, falls over from a dead mirror to a live one, and reads nothing
-from a mirror whose certificate it does not trust.
+package was tampered with (and installs through the honest one when it knows both), falls
+over from a dead mirror to a live one, and reads nothing from a mirror whose certificate it
+does not trust.
 """
 
 from __future__ import annotations
@@ -95,7 +96,14 @@ def test_a_node_installs_through_a_mirror_and_refuses_a_tampered_copy(mirrors: M
     with pytest.raises(UpdateRefused) as caught:
         mirrors.node("n2", rogue).install(DEB, recorder, now)
     assert caught.value.reason is Reason.TAMPERED
+    assert rogue.url.removesuffix("feed.rss") in caught.value.detail  # names the mirror
     assert recorder.installed == []
+
+    # With the honest mirror beside it, the rogue only costs a retry, whatever the order.
+    for attempt in range(4):
+        recorder = Recorder()
+        mirrors.node(f"n{attempt + 3}", rogue, honest).install(DEB, recorder, now)
+        assert recorder.installed == [(DEB, PACKAGE)]
 
 
 def test_a_dead_mirror_is_skipped_and_an_untrusted_one_is_not_read(mirrors: Mirrors) -> None:
