@@ -49,7 +49,7 @@ class Replace:
 
 @dataclass(frozen=True, slots=True)
 class Online:
-    """`zpool online` the device and `zpool clear` the pool (resume after a reattach)."""
+    """`zpool clear` the pool and `zpool online` the device (resume after a reattach)."""
 
     slot: int
     device: str

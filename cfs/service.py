@@ -29,6 +29,7 @@ from cfs.zfs.driver import PoolDriver
 from cfs.zfs.status import PoolStatus, ZfsError
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
+PARALLEL = (Reattach, Attach, Renew, Release)
 log = structlog.get_logger("cfs")
 
 
@@ -133,12 +134,24 @@ class Cfs:
             return None
 
     async def carry_out(self, actions: list[Action]) -> None:
-        """Do each action and feed its outcome back, until nothing more follows."""
+        """Do the actions and feed their outcomes back, until nothing more follows.
+
+        Logins, renewals and releases of different leases run side by side (a dead
+        provider costs a login timeout, and three of them should not cost three); obtains
+        and pool changes run one at a time, so that each placement sees the one before.
+        """
         queue = list(actions)
         while queue:
-            action = queue.pop(0)
-            log.info("cfs.heal", **describe(action))
-            queue += await self._do(action)
+            parallel = [a for a in queue if isinstance(a, PARALLEL)]
+            queue = [a for a in queue if not isinstance(a, PARALLEL)]
+            for each in parallel:
+                log.info("cfs.heal", **describe(each))
+            for follow in await asyncio.gather(*(self._do(a) for a in parallel)):
+                queue += follow
+            if queue and not isinstance(queue[0], PARALLEL):
+                one = queue.pop(0)
+                log.info("cfs.heal", **describe(one))
+                queue += await self._do(one)
 
     async def _do(self, action: Action) -> list[Action]:
         handlers: dict[type, Callable[[Any], Awaitable[list[Action]]]] = {
@@ -196,8 +209,10 @@ class Cfs:
 
     async def _online(self, action: Online) -> list[Action]:
         try:
-            await self.zfs.online(self.spec.name, action.device)
+            # clear first: it resumes a suspended pool without waiting for a txg, which
+            # `online` does (and would wait for forever while the pool is suspended).
             await self.zfs.clear(self.spec.name)
+            await self.zfs.online(self.spec.name, action.device)
         except ZfsError as e:
             log.warning("cfs.online_failed", device=action.device, reason=str(e))
         return []

@@ -90,6 +90,7 @@ class Provider:
     tmp: Path
     key: WgPrivateKey = field(default_factory=WgPrivateKey.generate)
     pids: list[int] = field(default_factory=list)
+    granted: tuple[WgPublicKey, int, bytes] | None = None
 
     @property
     def iface(self) -> str:
@@ -113,6 +114,7 @@ class Provider:
 
     async def up(self, client: WgPublicKey, client_port: int, psk: bytes) -> None:
         """The provider's side of a lease: link first, then tgtd on the inner address."""
+        self.granted = (client, client_port, psk)
         enter = self.net.enter(self.net.tgt)
         env = {"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "PATH": os.environ["PATH"]}
         self.pids.append(
@@ -154,6 +156,11 @@ class Provider:
             initiator_address=f"fd77:{TAG:x}:{self.n:x}::2",
             portal=Portal(str(self.inner), 3260),
         )
+
+    async def revive(self) -> None:
+        """Come back after a crash: the same link and the same volume (its file is kept)."""
+        assert self.granted is not None
+        await self.up(*self.granted)
 
     async def down(self) -> None:
         """SIGKILL tgtd and wireguard-go (a provider that vanished, or a released lease)."""
@@ -259,12 +266,14 @@ async def heal(cfs: Cfs, timeout_s: float) -> list[str]:
     raise AssertionError(f"not healed in {timeout_s} s: {cfs.snapshot()}")
 
 
-async def test_three_providers_die_while_reading_and_the_pool_heals_alone(tmp_path: Path) -> None:
-    async with storage(tmp_path) as (net, ns, zpid, source):
-        mountpoint = tmp_path / "pool"
+@contextlib.asynccontextmanager
+async def running_cfs(tmp: Path) -> AsyncIterator[tuple[Cfs, LocalSource, Path]]:
+    """A built pool over 8 of the 11 providers; shut down and torn down afterwards."""
+    async with storage(tmp) as (net, ns, zpid, source):
+        mountpoint = tmp / "pool"
         with in_netns(net.ini):
-            wg = WireGuard(UserspaceDriver(log_dir=tmp_path))
-            bridges = LibiscsiBridge(tmp_path / "bridges", INI_IQN, ns.enter())
+            wg = WireGuard(UserspaceDriver(log_dir=tmp))
+            bridges = LibiscsiBridge(tmp / "bridges", INI_IQN, ns.enter())
             cfs = Cfs(
                 PoolSpec("tch", mountpoint, SIZE, "ee" * 32),
                 source=source,
@@ -274,27 +283,68 @@ async def test_three_providers_die_while_reading_and_the_pool_heals_alone(tmp_pa
             )
             try:
                 await cfs.build()
-                await exercise(cfs, source, Path(f"/proc/{zpid}/root{mountpoint}"))
+                yield cfs, source, Path(f"/proc/{zpid}/root{mountpoint}")
             finally:
                 await cfs.shutdown()
                 for name in await wg.names():
                     if name.startswith("cfs"):
                         await wg.remove(name)
-    assert str(tmp_path) not in Path("/proc/mounts").read_text()
+    assert str(tmp) not in Path("/proc/mounts").read_text()
+
+
+async def written(cfs: Cfs, root: Path, mb: int) -> tuple[Path, str]:
+    """A file of random data and its digest; the ARC dropped (export, import) afterwards."""
+    assert cfs.healer is not None and isinstance(cfs.zfs, ZfsCli)
+    data = root / "data"
+    await asyncio.to_thread(data.write_bytes, os.urandom(mb << 20))
+    want = await asyncio.to_thread(digest, data)
+    await cfs.zfs.export(cfs.spec.name)
+    dirs = [arg for slot in cfs.healer.slots for arg in ("-d", str(Path(slot.device).parent))]
+    await cfs.zfs.run("import", *dirs, cfs.spec.name)
+    return data, want
+
+
+async def test_three_providers_die_while_reading_and_the_pool_heals_alone(tmp_path: Path) -> None:
+    async with running_cfs(tmp_path) as (cfs, source, root):
+        await exercise(cfs, source, root)
+
+
+async def test_four_lost_suspend_the_pool_cleanly_and_it_resumes_when_they_return(
+    tmp_path: Path,
+) -> None:
+    async with running_cfs(tmp_path) as (cfs, source, root):
+        assert cfs.healer is not None
+        data, want = await written(cfs, root, 8)
+        victims = [s.lease.provider.provider for s in cfs.healer.slots][:4]
+        for provider in victims:
+            source.dead.add(provider)
+            await source.providers[provider].down()
+        with contextlib.suppress(OSError):  # EIO is right; wrong bytes never are
+            assert await asyncio.to_thread(digest, data) == want
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 40
+        while loop.time() < until:
+            await cfs.step()
+            await asyncio.sleep(1)
+        # zfs-fuse may still call the pool ONLINE (it counts errors, fails I/O with EIO and
+        # marks vdevs only when it probes them); the CFS knows the 4 sessions are gone.
+        assert cfs.healer.lost() == 4 and cfs.last_status is not None
+        print(f"with 4 lost: {cfs.last_status.state}, {cfs.last_status.errors}")
+        assert not any("got volume" in h for h in cfs.healer.history)  # no replacement
+        for provider in victims:
+            source.dead.discard(provider)
+            await source.providers[provider].revive()
+        await heal(cfs, timeout_s=180)
+        assert [s.lease.provider.provider for s in cfs.healer.slots][:4] == victims
+        assert await asyncio.to_thread(digest, data) == want
+        assert source.released == []
 
 
 async def exercise(cfs: Cfs, source: LocalSource, root: Path) -> None:
     assert cfs.healer is not None
     first = [s.lease.provider.provider for s in cfs.healer.slots]
     assert len(set(first)) == 8
-    data = root / "data"
-    await asyncio.to_thread(data.write_bytes, os.urandom(DATA_MB << 20))
-    want = await asyncio.to_thread(digest, data)
-    # Export and import again: the ARC is dropped, so the read below comes from the volumes.
-    await cfs.zfs.export(cfs.spec.name)
-    dirs = [arg for slot in cfs.healer.slots for arg in ("-d", str(Path(slot.device).parent))]
-    assert isinstance(cfs.zfs, ZfsCli)
-    await cfs.zfs.run("import", *dirs, cfs.spec.name)
+    data, want = await written(cfs, root, DATA_MB)
     victims = first[:KILLED]
     reading = asyncio.create_task(asyncio.to_thread(digest, data))
     for provider in victims:
