@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 import structlog
 
@@ -33,8 +34,9 @@ class DhtProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport and arm the first timer."""
-        assert isinstance(transport, asyncio.DatagramTransport)  # what UDP endpoints give
-        self.transport = transport
+        # UDP endpoints give a datagram transport, though CPython 3.11's selector one does not
+        # subclass asyncio.DatagramTransport: an isinstance check would refuse it.
+        self.transport = cast("asyncio.DatagramTransport", transport)
         self._rearm()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:

@@ -32,10 +32,14 @@ class Path:
 class Lookup:
     """Whom to ask next for `target`; fed with answers and failures by the node."""
 
-    def __init__(self, target: bytes, seeds: list[Contact], paths: int, alpha: int, k: int) -> None:
+    def __init__(
+        self, target: bytes, seeds: list[Contact], paths: int, alpha: int, k: int,
+        *, near: int | None = None,
+    ) -> None:  # fmt: skip
         self.target = target
         self.alpha = alpha
         self.k = k
+        self.near = near  # candidates further than this from the target are "far"
         self.paths = [Path() for _ in range(max(1, min(paths, len(seeds) or 1)))]
         self.claimed: dict[bytes, int] = {}  # node id -> path index
         self.rpcs = 0
@@ -56,7 +60,7 @@ class Lookup:
         chosen: list[tuple[int, Contact]] = []
         for index, path in enumerate(self.paths):
             for contact in self._ranked(path):
-                if path.in_flight >= self.alpha:
+                if path.in_flight >= self._window(contact):
                     break
                 if path.state[contact.node_id] != WAITING:
                     continue
@@ -69,6 +73,14 @@ class Lookup:
                 self.rpcs += 1
                 chosen.append((index, contact))
         return chosen
+
+    def _window(self, contact: Contact) -> int:
+        # Far from the target a node cannot hold the value, only point closer; one such
+        # request per path at a time does that as well as alpha of them, at a third of the
+        # cost. Near the target (about the k closest) we ask alpha at once, as Kademlia does.
+        if self.near is not None and self._dist(contact) > self.near:
+            return 1
+        return self.alpha
 
     def answered(self, index: int, node_id: bytes, learned: list[Contact]) -> None:
         """Path `index` got an answer from `node_id` naming `learned` contacts."""

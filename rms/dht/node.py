@@ -16,15 +16,15 @@ from dataclasses import replace
 
 from rms.dht import server
 from rms.dht.lookup import Lookup
-from rms.dht.ops import Kind, Operation, Pending
+from rms.dht.ops import Kind, Operation, Pending, finish, on_answer, pump
 from rms.dht.puzzle import satisfies
 from rms.dht.reach import Reach
-from rms.dht.records import Record, RecordError, parse_record, provider_key, sign_record
+from rms.dht.records import Record, parse_record, provider_key, sign_record
 from rms.dht.relay import Boxes, Forwards
 from rms.dht.routing import RoutingTable, bucket_index, distance
-from rms.dht.rpc import ANSWERS, RateLimiter, contacts_of
+from rms.dht.rpc import ANSWERS, RateLimiter
 from rms.dht.store import RecordStore
-from rms.dht.types import Address, Contact, DhtConfig, LookupDone, Output, Send, SockAddr
+from rms.dht.types import Address, Contact, DhtConfig, Output, Send, SockAddr
 from rms.identity import NodeIdentity
 from rms.wire import Accepted, Decoder, DecoderConfig, EncodeError, Envelope, encode
 from rms.wire.messages import dht as msgs
@@ -136,10 +136,12 @@ class DhtNode:
             op_id = self._next_internal
         start = list(seeds) if seeds is not None else self.table.closest(key, cfg.k)
         paths = 1 if kind in (Kind.NODES, Kind.PUT) else cfg.paths
-        lookup = Lookup(key, start, paths, cfg.alpha, cfg.k)
+        radius = self.table.near_radius() if cfg.near_span > 0 else None
+        near = None if radius is None else int(radius * cfg.near_span)
+        lookup = Lookup(key, start, paths, cfg.alpha, cfg.k, near=near)
         op = Operation(op_id, kind, key, lookup, now + cfg.lookup_deadline_s, record)
         self.ops[op_id] = op
-        return self._pump(op, now)
+        return pump(self, op, now)
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -174,7 +176,7 @@ class DhtNode:
         if pending.op_id is None:
             return []
         op = self.ops.get(pending.op_id)
-        return [] if op is None else self._on_answer(op, pending, env, now)
+        return [] if op is None else on_answer(self, op, pending, env, now)
 
     def _matches(
         self, pending: Pending, env: Envelope, addr: SockAddr, relayed_by: bytes | None
@@ -214,93 +216,7 @@ class DhtNode:
             return []
         return self._answer(result.envelope, addr, now, relayed_by=env.sender)
 
-    # -- answers to our operations ----------------------------------------------------------
-
-    def _on_answer(
-        self, op: Operation, pending: Pending, env: Envelope, now: float
-    ) -> list[Output]:
-        if op.kind is Kind.PUT and env.msg_type == msgs.STORED:
-            op.storing -= 1
-            op.stored += 1 if env.body.get("ok") is True else 0
-            return self._pump(op, now)
-        learned = [
-            c for key, addrs in contacts_of(env.body.get("contacts"))
-            if (c := self.reach.contact(key, addrs, pending.contact)) is not None
-        ]  # fmt: skip
-        op.lookup.answered(pending.path, pending.contact.node_id, learned)
-        if op.kind is Kind.VALUE:
-            self._take_value(op, env.body.get("record"))
-        elif op.kind is Kind.PROVIDERS:
-            self._take_records(op, env.body.get("records"))
-        return self._pump(op, now)
-
-    def _take_value(self, op: Operation, raw: object) -> None:
-        record = self._valid_for(op, raw)
-        better = record is not None and (op.record is None or record.seq > op.record.seq)
-        if better and record is not None and not record.multi:
-            op.record = record
-
-    def _take_records(self, op: Operation, raws: object) -> None:
-        for raw in raws if isinstance(raws, tuple) else ():
-            record = self._valid_for(op, raw)
-            if record is not None and record.multi:
-                old = op.found.get(record.publisher)
-                if old is None or record.seq > old.seq:
-                    op.found[record.publisher] = record
-
-    def _valid_for(self, op: Operation, raw: object) -> Record | None:
-        if not isinstance(raw, bytes):
-            return None
-        try:
-            record = parse_record(raw)
-        except RecordError:
-            self.counters["bad_record"] += 1
-            return None
-        return record if record.key == op.key else None
-
     # -- sending ----------------------------------------------------------------------------
-
-    def _pump(self, op: Operation, now: float) -> list[Output]:
-        if op.finished:
-            return []
-        if op.kind is Kind.VALUE and op.record is not None:
-            return self._finish(op, True, now)
-        out: list[Output] = []
-        if op.kind is Kind.PUT and (op.lookup.done or op.storing or op.store_rpcs):
-            return self._pump_put(op, now)
-        for path, contact in op.lookup.next_queries():
-            out += self._request(contact, *self._query(op), now, op_id=op.op_id, path=path)
-        if op.lookup.done:
-            out += self._pump_put(op, now) if op.kind is Kind.PUT else self._finish(op, True, now)
-        return out
-
-    def _query(self, op: Operation) -> tuple[MessageType, dict[str, object]]:
-        if op.kind is Kind.VALUE:
-            return msgs.FIND_VALUE, {"key": op.key}
-        if op.kind is Kind.PROVIDERS:
-            return msgs.FIND_PROVIDERS, {"key": op.key}
-        return msgs.FIND_NODE, {"target": op.key}
-
-    def _pump_put(self, op: Operation, now: float) -> list[Output]:
-        if op.store_rpcs == 0 and op.record is not None:
-            targets = op.lookup.closest()
-            body: dict[str, object] = {"record": op.record.raw}
-            out: list[Output] = []
-            for contact in targets:
-                out += self._request(contact, msgs.STORE, body, now, op_id=op.op_id, path=0)
-                op.store_rpcs += 1
-                op.storing += 1
-            if targets:
-                return out
-        return self._finish(op, op.stored > 0, now) if op.storing <= 0 else []
-
-    def _finish(self, op: Operation, ok: bool, now: float) -> list[Output]:
-        op.finished = True
-        self.ops.pop(op.op_id, None)
-        if op.op_id < 0:  # internal: nobody waits for it
-            joined = op.kind is Kind.NODES and op.key == self.node_id and not self._joined
-            return self._refresh_far(op, now) if joined else []
-        return [LookupDone(op.op_id, op.result(ok))]
 
     def _request(
         self, contact: Contact, msg_type: MessageType, fields: dict[str, object], now: float,
@@ -369,7 +285,7 @@ class DhtNode:
         for rid in [r for r, p in self.pending.items() if p.deadline <= now]:
             out += self._timed_out(self.pending.pop(rid), now)
         for op in [o for o in self.ops.values() if o.deadline <= now]:
-            out += self._finish(op, op.kind is Kind.PUT and op.stored > 0, now)
+            out += finish(self, op, op.kind is Kind.PUT and op.stored > 0, now)
         if now >= self._maintenance_at:
             self._maintenance_at = now + MAINTENANCE_S
             out += self._maintain(now)
@@ -389,7 +305,7 @@ class DhtNode:
             op.storing -= 1
         else:
             op.lookup.failed(pending.path, pending.contact.node_id)
-        return self._pump(op, now)
+        return pump(self, op, now)
 
     def _maintain(self, now: float) -> list[Output]:
         self.store.expire(now)
@@ -408,6 +324,8 @@ class DhtNode:
         nearest = bucket_index(self.node_id, closest[0].node_id) if closest else 0
         out: list[Output] = []
         for index in range(nearest):
+            if len(self.table.buckets[index].contacts) >= self.config.join_refresh_below:
+                continue  # the join lookup already put contacts there
             self.table.touch(index, now)
             out += self._start(Kind.NODES, self._random_id_in(index), now, None)
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from rms.dht.types import Contact
 
@@ -33,6 +34,7 @@ def bucket_index(own: bytes, other: bytes) -> int:
     return ID_BITS - distance(own, other).bit_length()
 
 
+@lru_cache(maxsize=16384)  # pure, and parsing addresses dominated bucket admission
 def subnet_of(host: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) a host is in; a non-IP host is its own subnet."""
     try:
@@ -133,8 +135,18 @@ class RoutingTable:
             found.extend(self.buckets[index].contacts.values())
             if len(found) >= count and index < start:
                 break
-        found.sort(key=lambda c: distance(c.node_id, target))
+        point = int.from_bytes(target, "big")
+        found.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ point)
         return found[:count]
+
+    def near_radius(self) -> int | None:
+        """The distance to our k-th closest contact: about the span of k nodes in the keyspace.
+
+        A node further than this from a key is unlikely to be among the key's k closest
+        (where records live); None while we know fewer than k contacts.
+        """
+        closest = self.closest(self.own_id, self.k)
+        return distance(closest[-1].node_id, self.own_id) if len(closest) == self.k else None
 
     def all_contacts(self) -> list[Contact]:
         """Every contact in the table."""

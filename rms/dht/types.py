@@ -67,12 +67,14 @@ class DhtConfig:
     k: int = 20  # bucket size and replication factor (Kademlia section 2.2)
     alpha: int = 3  # parallel requests per lookup path (Kademlia section 2.3)
     paths: int = 2  # disjoint lookup paths d (S/Kademlia section 4.4)
+    near_span: float = 2.0  # x our k-th neighbour's distance: "near" a key; 0: always alpha
     request_timeout_s: float = 1.0
     lookup_deadline_s: float = 10.0
     max_failures: int = 3  # consecutive failed RPCs before a contact is evicted
     replacement_cache: int = 10  # per bucket
     per_subnet: int = 2  # contacts of one /24 or /48 per bucket
     refresh_s: float = 3600.0  # idle buckets are refreshed (Kademlia section 2.3)
+    join_refresh_below: int = 1  # on join, refresh the far buckets holding fewer contacts
     max_datagram: int = 1280  # IPv6 minimum MTU: datagrams travel inside WireGuard
     amplification: int = 3  # reply <= 3 x request until the asker's address is proven
     max_records: int = 4096  # global store limit
