@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rms.config import Config, ConfigError, load_config
+from rms.logs import configure_logging
 from rms.update.client import (
     InstallError,
     Library,
@@ -73,6 +74,8 @@ def handle(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         print(f"rms update: {e}", file=sys.stderr)
         return EXIT_MISUSE
+    # Warnings (a mirror refused, one down) go to stderr; stdout stays the answer (--json).
+    configure_logging(config.log.format, "warning")
     now = datetime.now(UTC)
     try:
         return _ACTIONS[args.action](args, config, lib, now)

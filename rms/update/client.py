@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import structlog
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
@@ -35,6 +36,7 @@ from rms.update.roles import check_target_name
 from rms.update.store import read_capped, write_atomic
 
 R = TypeVar("R")
+log = structlog.get_logger("rms.update")
 MAX_ROOT_BYTES = 64 * 1024  # a root with a dozen keys is ~5 KiB
 MAX_TIMESTAMP_BYTES = 4 * 1024  # ~1 KiB
 MAX_SNAPSHOT_BYTES = 64 * 1024  # one entry per targets role
@@ -120,8 +122,9 @@ class Library:
 
     def _refreshed(self, source: Source, now: datetime) -> Updater:
         root = read_capped(self.trusted_root, MAX_ROOT_BYTES, "trusted root")
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # what dpkg will read
         metadata = self.cache_dir / "metadata"
-        metadata.mkdir(mode=0o700, parents=True, exist_ok=True)
+        metadata.mkdir(mode=0o700, exist_ok=True)
         try:
             updater = Updater(
                 str(metadata),
@@ -151,8 +154,10 @@ class Library:
             except UpdateRefused as exc:
                 first = first or exc
                 refused.append(f"{source.describe()}: {exc}")
+                log.warning("update.refused", source=source.describe(), reason=exc.reason.value)
             except LibraryUnavailable as exc:
                 refused.append(f"{source.describe()}: {exc}")
+                log.info("update.unavailable", source=source.describe(), error=str(exc))
             finally:
                 source.close()
         if first is not None:
@@ -191,7 +196,9 @@ class Library:
         except tuf_errors.LengthOrHashMismatchError as exc:
             raise UpdateRefused(Reason.TAMPERED, f"{path} changed after download: {exc}") from None
         installer.install(name, path, info)
-        return _available(info)
+        got = _available(info)
+        log.info("update.installed", target=name, length=got.length, sha256=got.sha256)
+        return got
 
 
 def _available(target: TargetFile) -> Available:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import urllib3
+from structlog.testing import capture_logs
 
 from rms.lab.ca import LabCA, ServerFiles
 from rms.update.client import Library, LibraryUnavailable, Reason, UpdateRefused
@@ -102,8 +103,12 @@ def test_a_node_installs_through_a_mirror_and_refuses_a_tampered_copy(mirrors: M
     # With the honest mirror beside it, the rogue only costs a retry, whatever the order.
     for attempt in range(4):
         recorder = Recorder()
-        mirrors.node(f"n{attempt + 3}", rogue, honest).install(DEB, recorder, now)
+        with capture_logs() as logs:
+            mirrors.node(f"n{attempt + 3}", rogue, honest).install(DEB, recorder, now)
         assert recorder.installed == [(DEB, PACKAGE)]
+        events = [(e["event"], e.get("reason")) for e in logs]
+        assert events[-1] == ("update.installed", None)
+        assert set(events[:-1]) <= {("update.refused", "tampered")}
 
 
 def test_a_dead_mirror_is_skipped_and_an_untrusted_one_is_not_read(mirrors: Mirrors) -> None:

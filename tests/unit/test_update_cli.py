@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from rms.cli.main import main as rms_main
 from rms.config import ConfigError, load_config
 from rms.update import repo as repo_cli
 from tests.update_support import KEY_NAMES, PACKAGE, POLICY, Repo, make_repo
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()  # `rms update` set up logging on capsys's stream
 
 
 @pytest.fixture
