@@ -6,8 +6,9 @@
     rms-repo remove REPO NAME
     rms-repo sign REPO root|targets --key KEYFILE       sign or countersign what is staged
     rms-repo rotate REPO ROLE [--add PUB] [--revoke KEYID] [--threshold N]
-    rms-repo publish REPO --snapshot-key K --timestamp-key K
-    rms-repo timestamp REPO --timestamp-key K           re-sign the timestamp (run daily)
+    rms-repo renew REPO root|targets                    stage the next version, fresh expiry
+    rms-repo publish REPO --snapshot-key K --timestamp-key K   (daily: new snapshot, timestamp)
+    rms-repo timestamp REPO --timestamp-key K           re-sign the timestamp only
     rms-repo status REPO
 
 Exit codes: 0 done, 1 refused (the message says why and what to do), 2 misuse.
@@ -83,6 +84,11 @@ def _rotate(args: argparse.Namespace) -> str:
     return f"staged root v{version}; old and new root key holders each run `sign root`"
 
 
+def _renew(args: argparse.Namespace) -> str:
+    version = RepoTool(args.repo).renew(args.role, _now())
+    return f"staged {args.role} v{version}; its key holders sign it, then `publish`"
+
+
 def _publish(args: argparse.Namespace) -> str:
     return "published " + RepoTool(args.repo).publish(args.snapshot_key, args.timestamp_key, _now())
 
@@ -128,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add", type=Path, action="append", default=[], help="public key file")
     p.add_argument("--revoke", action="append", default=[], help="key id")
     p.add_argument("--threshold", type=int)
+    p = command("renew", _renew, "stage root or targets again before they expire")
+    p.add_argument("role", choices=("root", "targets"))
     p = command("publish", _publish, "publish what is signed, then snapshot and timestamp")
     p.add_argument("--snapshot-key", type=Path, required=True)
     p.add_argument("--timestamp-key", type=Path, required=True)

@@ -56,6 +56,18 @@ class RepoTool:
         self.dir.stage(staged)
         return sha256
 
+    def renew(self, role: str, now: datetime) -> int:
+        """Stage the next version of root or targets unchanged but for a fresh expiry."""
+        if role == "root":
+            return self.rotate("root", (), (), None, now)
+        if role != "targets":
+            raise RepoError("renew root or targets; publish renews snapshot and timestamp")
+        if self.dir.staged_targets() is not None:
+            raise RepoError("a targets.json is already staged: sign and publish it")
+        staged = self._editable_targets(now)
+        self.dir.stage(staged)
+        return staged.signed.version
+
     def remove(self, name: str, now: datetime) -> None:
         """Stage targets without `name`."""
         staged = self._editable_targets(now)

@@ -173,3 +173,22 @@ def test_snapshot_and_timestamp_never_go_back(repo: Repo) -> None:
     snapshot.signed.meta["targets.json"].version = 5
     with pytest.raises(RepoError, match="older than 5"):
         roles.snapshot_of(snapshot, older, T0 + DAY, Expiry())
+
+
+def test_renewing_targets_keeps_nodes_working_past_the_old_expiry(
+    repo: Repo, tmp_path: Path
+) -> None:
+    later = T0 + 80 * DAY
+    assert repo.tool.renew("targets", later) == 2
+    with pytest.raises(RepoError, match="already staged"):
+        repo.tool.renew("targets", later)
+    with pytest.raises(RepoError, match="renew root or targets"):
+        repo.tool.renew("snapshot", later)
+    for name in ("targets2", "targets3"):
+        repo.tool.sign("targets", repo.key(name))
+    repo.tool.publish(repo.key("snapshot"), repo.key("ts"), later)
+    repo.tool.publish(repo.key("snapshot"), repo.key("ts"), T0 + 95 * DAY)  # the daily run
+    recorder = Recorder()
+    node(tmp_path / "node", repo).install(DEB, recorder, T0 + 95 * DAY + HOUR)  # v1 ended at 90
+    assert recorder.installed == [(DEB, PACKAGE)]
+    assert repo.tool.renew("root", later) == 2
