@@ -141,7 +141,7 @@ def test_rms_repo_signs_countersigns_and_publishes(
     assert run_repo() == 2
 
 
-def test_a_missing_or_garbage_trusted_root_exits_1(
+def test_a_missing_oversized_or_garbage_trusted_root_exits_1(
     published: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = config(tmp_path, published)
@@ -149,6 +149,9 @@ def test_a_missing_or_garbage_trusted_root_exits_1(
     shipped.write_bytes(b'{"signed": "not a root"}')
     assert rms_main(["update", "check", "--config", str(cfg)]) == 1
     assert "refused" in capsys.readouterr().err
+    shipped.write_bytes(b" " * (64 * 1024 + 1))
+    assert rms_main(["update", "check", "--config", str(cfg)]) == 1
+    assert "larger than 65536 bytes" in capsys.readouterr().err
     shipped.unlink()
     assert rms_main(["update", "check", "--config", str(cfg)]) == 1
     assert "cannot read trusted root" in capsys.readouterr().err

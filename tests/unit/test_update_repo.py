@@ -105,6 +105,9 @@ def test_a_staged_file_that_is_not_metadata_is_refused(repo: Repo) -> None:
     (repo.tool.dir.staged_dir / "targets.json").write_text("{}")
     with pytest.raises(RepoError, match="not TUF metadata"):
         repo.tool.add(DEB, b"x", {}, T0)
+    (repo.tool.dir.staged_dir / "targets.json").write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    with pytest.raises(RepoError, match="larger than"):
+        repo.tool.add(DEB, b"x", {}, T0)
     root = json.loads(repo.trusted_root.read_bytes())
     (repo.tool.dir.staged_dir / "targets.json").write_text(json.dumps(root))
     with pytest.raises(RepoError, match="holds root metadata"):
