@@ -2,6 +2,7 @@
 
 [provider]
 data_dir = "/var/lib/volume-provider/volumes"  # one sparse file per leased volume
+lease_file = "/var/lib/volume-provider/leases.bin"  # leases survive a restart (0600)
 capacity_mib = 10240      # storage contributed; leases never exceed it
 location = ""             # geographic location: UUID or place name, as the RMS's [vpn]
 network = ""              # network endpoint: UUID or name, as the RMS's [vpn]
@@ -53,6 +54,7 @@ class ProviderSection:
     """What the provider contributes and how it serves it."""
 
     data_dir: Path = Path("/var/lib/volume-provider/volumes")
+    lease_file: Path = Path("/var/lib/volume-provider/leases.bin")
     capacity_mib: int = 10240
     location: str = ""
     network: str = ""

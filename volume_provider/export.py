@@ -17,7 +17,7 @@ logged and the rest still runs, so a volume is never left exported after it ends
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from ipaddress import IPv6Interface, IPv6Network
 
 import structlog
@@ -35,6 +35,7 @@ from volume_provider.target.tgt import TgtDriver
 __all__ = ["NAME_PREFIX", "ExportError", "Exporter", "interface_name"]
 
 NAME_PREFIX = "tvp"  # + 12 hex of the volume id: 15 characters, unique on the machine
+KEEPALIVE_S = 25
 
 log = structlog.get_logger("volume_provider.export")
 
@@ -55,6 +56,9 @@ def link_config(lease: Lease) -> InterfaceConfig:
         WgPublicKey(lease.client_wg_key),
         Endpoint(lease.client_endpoint, lease.client_wg_port),
         frozenset({IPv6Network((s.client_address, 128))}),
+        # wireguard-go sends a keepalive as soon as this is set: after a provider restart the
+        # handshake starts at once instead of waiting for the client's rekey timeout.
+        persistent_keepalive=KEEPALIVE_S,
         preshared_key=s.wg_psk,
     )
     own = IPv6Interface((s.portal, s.prefix_len))
@@ -89,11 +93,15 @@ class Exporter:
             portal=Portal(str(s.portal), s.portal_port),
         )
 
-    async def export(self, lease: Lease) -> None:
-        """File, link, portal, target; ExportError (everything undone) on failure."""
+    async def export(self, lease: Lease, *, restored: bool = False) -> None:
+        """File (kept when `restored`), link, portal, target; ExportError on failure, with
+        everything undone and the file wiped."""
         vid = lease.volume_id.hex()
         try:
-            self.store.create(lease.volume_id, lease.size)
+            if restored:
+                self.store.check(lease.volume_id, lease.size)
+            else:
+                self.store.create(lease.volume_id, lease.size)
             await self.wireguard.ensure(link_config(lease))
             config = self.target_config(lease)
             await self.tgt.add_portal(config.portal)
@@ -109,8 +117,14 @@ class Exporter:
         await self._teardown(action.volume_id, action.iqn)
         log.info("volume.unexported", volume=action.volume_id.hex(), why=action.why)
 
-    async def clear_leftovers(self) -> int:
-        """Remove every target, nested link and volume file an earlier run left behind."""
+    async def suspend(self, lease: Lease) -> None:
+        """Target, portal, link down, the data kept: the provider stops, the lease stays."""
+        await self._teardown(lease.volume_id, lease.secrets.iqn, wipe=False)
+        log.info("volume.suspended", volume=lease.volume_id.hex())
+
+    async def clear_leftovers(self, keep: Collection[bytes] = ()) -> int:
+        """Remove every target and nested link an earlier run left behind, and wipe every
+        volume file but those of the leases in `keep` (restored, to be exported again)."""
         await self.targets.reconcile([])
         for name in await self.wireguard.names():
             if name.startswith(NAME_PREFIX):
@@ -118,14 +132,16 @@ class Exporter:
         for portal in await self.tgt.portals():
             if self.tgt.portal is None or portal != str(self.tgt.portal):
                 await self._quietly("portal", self.tgt.remove_portal(_parse_portal(portal)))
-        return self.store.wipe_all()
+        return self.store.wipe_all(keep)
 
-    async def _teardown(self, volume_id: bytes, iqn: str) -> None:
+    async def _teardown(self, volume_id: bytes, iqn: str, *, wipe: bool = True) -> None:
         vid = volume_id.hex()
         portal = Portal(str(inner_addresses(volume_id)[0]), ISCSI_PORT)
         await self._quietly("target", self.targets.remove_target(iqn), vid)
         await self._quietly("portal", self.tgt.remove_portal(portal), vid)
         await self._quietly("link", self.wireguard.remove(interface_name(volume_id)), vid)
+        if not wipe:
+            return
         try:
             self.store.wipe(volume_id)
         except StoreError as e:

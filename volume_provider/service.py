@@ -9,10 +9,10 @@ Tasks (one `asyncio.TaskGroup`, each named; STYLE.md 7):
 - `expiry`: runs the core's timer; an expired lease is unexported and wiped;
 - `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`.
 
-Every message and timer goes through `_serialised`: the core and the exports change under
-one lock, so a retried claim that arrives while its volume is being exported waits and then
-gets the same grant. On the way out every volume is unexported and wiped (leases are not
-kept across restarts: docs/volumes.md), and the listeners close.
+Every message and timer runs under one lock: the core and the exports change together, so
+a retried claim that arrives while its volume is being exported waits and then gets the
+same grant. Leases are saved after every change and restored at start; on the way out every
+export is taken down with its data kept (docs/volumes.md, "Restarts").
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from rms.identity import NodeIdentity
 from rms.volumes import (
     Action,
     Export,
+    Lease,
     OfferTerms,
     ProviderCore,
     ProviderSettings,
@@ -38,6 +39,7 @@ from rms.volumes import (
 )
 from volume_provider.config import MIB, ProviderConfig
 from volume_provider.export import Exporter, ExportError
+from volume_provider.leasefile import LeaseFile
 from volume_provider.rmslink import RmsLink, offer_body, parse_request
 from volume_provider.server import ClaimServer
 
@@ -90,14 +92,25 @@ class ProviderService:
         self._fixed = fixed
         self.core = ProviderCore(identity, settings_from(config, fixed), random.SystemRandom())
         self.server = ClaimServer(self.handle_frame, config.provider.port)
+        self.leases = LeaseFile(config.provider.lease_file)
         self._lock = asyncio.Lock()
         self._timer_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once leftovers are cleared and tasks started
 
     async def run(self) -> None:
-        """Serve until cancelled; every export is taken down and wiped on the way out."""
-        wiped = await self.exporter.clear_leftovers()
-        log.info("provider.started", leftovers_wiped=wiped, capacity=self.core.settings.capacity)
+        """Restore saved leases, serve until cancelled; exports are taken down on the way out
+        (their data kept: the leases are saved and restored by the next start)."""
+        kept = self.core.restore(self.leases.load(), self._clock())
+        wiped = await self.exporter.clear_leftovers({lease.volume_id for lease in kept})
+        for lease in kept:
+            await self._export_restored(lease)
+        self._save()
+        log.info(
+            "provider.started",
+            restored=len(self.core.leases),
+            leftovers_wiped=wiped,
+            capacity=self.core.settings.capacity,
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._requests(), name="requests")
@@ -117,10 +130,14 @@ class ProviderService:
             outcome = self.core.handle(data, self._clock())
             if outcome.event:
                 log.info("provider.message", outcome=outcome.event)
-            for action in outcome.actions:
-                failed = await self._perform(action)
-                if failed is not None:
-                    return failed
+            try:
+                for action in outcome.actions:
+                    failed = await self._perform(action)
+                    if failed is not None:
+                        return failed
+            finally:
+                if outcome.actions or outcome.event == "renewed":
+                    self._save()
             self._timer_changed.set()
             return outcome.reply
 
@@ -129,6 +146,22 @@ class ProviderService:
             await self.exporter.unexport(action)
             return None
         return await self._export(action)
+
+    async def _export_restored(self, lease: Lease) -> None:
+        try:
+            await self.exporter.export(lease, restored=True)
+        except ExportError:
+            ended = self.core.end(lease.volume_id, "restore_failed", self._clock())
+            if ended is not None:
+                await self.exporter.unexport(ended)
+            return
+        self.core.export_done(lease.volume_id)
+
+    def _save(self) -> None:
+        try:
+            self.leases.save(list(self.core.leases.values()))
+        except OSError as e:  # the leases go on in memory; the next change retries
+            log.error("provider.leases_not_saved", reason=e.strerror)
 
     async def _export(self, action: Export) -> bytes | None:
         volume_id = action.lease.volume_id
@@ -196,9 +229,12 @@ class ProviderService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_changed.wait(), delay)
             async with self._lock:
-                for action in self.core.handle_timer(self._clock()):
+                ended = self.core.handle_timer(self._clock())
+                for action in ended:
                     log.info("provider.lease_ended", volume=action.volume_id.hex(), why=action.why)
                     await self.exporter.unexport(action)
+                if ended:
+                    self._save()
 
     async def _status(self) -> None:
         while True:
@@ -217,6 +253,5 @@ class ProviderService:
 
     async def _shutdown(self) -> None:
         for lease in list(self.core.leases.values()):
-            ended = self.core.end(lease.volume_id, "stopped", self._clock())
-            if ended is not None:
-                await self.exporter.unexport(ended)
+            await self.exporter.suspend(lease)
+        self._save()

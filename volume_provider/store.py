@@ -6,8 +6,8 @@ length — every block is handed back to the file system, so nothing of the old 
 read through any later file — fsyncs, and removes it. A new volume is always a new file,
 created exclusively, so it reads as zeros whatever lived in the directory before.
 
-Leases live in memory (docs/volumes.md): after a restart none is known, so `wipe_all`
-wipes every volume file left in the directory before anything is offered.
+Leases are saved (volume_provider.leasefile) and restored at start; `wipe_all` then wipes
+every volume file in the directory that no restored lease owns (docs/volumes.md, "Restarts").
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 __all__ = ["StoreError", "VolumeStore"]
@@ -68,11 +69,24 @@ class VolumeStore:
         """Truncate the volume's file to nothing, sync, remove it; False if there was none."""
         return _wipe(self.path(volume_id))
 
-    def wipe_all(self) -> int:
-        """Wipe every volume file in the directory (leftovers of an earlier run)."""
+    def wipe_all(self, keep: Collection[bytes] = ()) -> int:
+        """Wipe every volume file in the directory but those of `keep` (leftovers)."""
         if not self.data_dir.is_dir():
             return 0
-        return sum(_wipe(p) for p in self.data_dir.iterdir() if _NAME.fullmatch(p.name))
+        kept = {f"{v.hex()}.img" for v in keep}
+        found = [p for p in self.data_dir.iterdir() if _NAME.fullmatch(p.name)]
+        return sum(_wipe(p) for p in found if p.name not in kept)
+
+    def check(self, volume_id: bytes, size: int) -> Path:
+        """The file of a restored volume; StoreError unless it is there with its size."""
+        path = self.path(volume_id)
+        try:
+            actual = path.stat().st_size
+        except OSError as e:
+            raise StoreError(f"volume file {path.name} is gone: {e.strerror}") from None
+        if actual != size:
+            raise StoreError(f"volume file {path.name} has {actual} bytes, not {size}")
+        return path
 
     def volumes(self) -> list[str]:
         """The volume ids (hex) that have a file."""

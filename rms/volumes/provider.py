@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address
 
@@ -36,6 +36,7 @@ from rms.volumes.leases import (
     Unexport,
     build_lease,
 )
+from rms.volumes.offers import OfferBook
 from rms.volumes.terms import OfferTerms, StorageRequest, pick_endpoint
 from rms.volumes.wire import MAX_MESSAGE, body_bytes, body_int, new_decoder
 from rms.wire.decoder import Accepted
@@ -65,8 +66,7 @@ class ProviderCore:
         self.settings = settings
         self._rng = rng
         self._decoder = new_decoder()
-        self._offers: dict[bytes, OfferRecord] = {}  # insertion order = age
-        self._offered: dict[tuple[bytes, bytes], bytes] = {}  # (requester, request id) -> offer
+        self._offers = OfferBook(rng)
         self._leases: dict[bytes, Lease] = {}
         self._claims: dict[tuple[bytes, bytes], bytes] = {}  # (client, claim id) -> volume id
         self._tombstones: dict[bytes, tuple[bytes, int]] = {}  # volume -> (client, until ms)
@@ -100,10 +100,10 @@ class ProviderCore:
     def consider(self, request: StorageRequest, now: float) -> OfferTerms | Reason:
         """The offer to answer a storage request with, or why this provider will not."""
         now_ms = int(now * 1000)
-        self._expire_offers(now_ms)
-        known = self._offered.get((request.requester, request.request_id))
+        self._offers.expire(now_ms)
+        known = self._offers.for_request(request.requester, request.request_id)
         if known is not None:  # the RMS delivered it twice: the same offer again
-            return _terms_of(self._offers[known])
+            return known
         reason = self._refusal_for(request)
         if reason is not None:
             self.counts[f"refused_request:{reason}"] += 1
@@ -114,9 +114,8 @@ class ProviderCore:
             self.free // request.size,
             len(self._free_ports()),
         )
-        terms = self._make_offer(request, count, now_ms)
         self.counts["offers"] += 1
-        return terms
+        return self._offers.make(self.settings, request, count, self.free, now_ms)
 
     def _refusal_for(self, request: StorageRequest) -> Reason | None:
         s = self.settings
@@ -129,45 +128,6 @@ class ProviderCore:
         if request.size > self.free:
             return Reason.OVER_CAPACITY
         return None if self._free_ports() else Reason.NO_SLOTS
-
-    def _make_offer(self, request: StorageRequest, count: int, now_ms: int) -> OfferTerms:
-        s = self.settings
-        terms = OfferTerms(
-            offer_id=self._rng.randbytes(msg.ID_SIZE),
-            size=request.size,
-            count=count,
-            location=s.location,
-            network=s.network,
-            port=s.port,
-            capacity=s.capacity,
-            free=self.free,
-            lease_s=s.lease_s,
-            expires_ms=now_ms + s.offer_ttl_s * 1000,
-            price=s.price,
-            reliability=s.reliability,
-        )
-        record = OfferRecord(
-            terms.offer_id,
-            request.requester,
-            request.request_id,
-            request.size,
-            count,
-            terms.expires_ms,
-            terms.pack(),
-        )
-        while len(self._offers) >= s.max_offers:
-            self._forget_offer(next(iter(self._offers)))
-        self._offers[terms.offer_id] = record
-        self._offered[request.requester, request.request_id] = terms.offer_id
-        return terms
-
-    def _forget_offer(self, offer_id: bytes) -> None:
-        record = self._offers.pop(offer_id)
-        self._offered.pop((record.requester, record.request_id), None)
-
-    def _expire_offers(self, now_ms: int) -> None:
-        for offer_id in [o for o, r in self._offers.items() if r.expires_ms < now_ms]:
-            self._forget_offer(offer_id)
 
     # -- point-to-point messages ------------------------------------------------------------
 
@@ -201,7 +161,7 @@ class ProviderCore:
         lease = self._new_lease(env, claim_id, offer_id, ports[0], now_ms)
         if lease is None:
             return self._refuse(claim_id, Reason.BAD_TERMS, now, "no client endpoint")
-        self._offers[offer_id].claims.append(claim_id)
+        self._offer(offer_id).claims.append(claim_id)
         self._leases[lease.volume_id] = lease
         self._claims[env.sender, claim_id] = lease.volume_id
         self.counts["granted"] += 1
@@ -247,7 +207,7 @@ class ProviderCore:
                 client=env.sender,
                 claim_id=claim_id,
                 offer_id=offer_id,
-                size=self._offers[offer_id].size,
+                size=self._offer(offer_id).size,
                 wg_port=wg_port,
                 client_wg_key=body_bytes(env, "wg_key"),
                 client_wg_port=body_int(env, "wg_port"),
@@ -309,6 +269,25 @@ class ProviderCore:
 
     # -- the adapter's reports, time and status ---------------------------------------------
 
+    def restore(self, leases: Iterable[Lease], now: float) -> list[Lease]:
+        """Take back leases saved before a restart: those unexpired, fitting the capacity
+        and the port range, and not clashing; the ones kept, to export again."""
+        now_ms = int(now * 1000)
+        kept: list[Lease] = []
+        for lease in sorted(leases, key=lambda x: x.expires_ms, reverse=True):
+            if lease.expires_ms > now_ms and self._fits(lease):
+                self._leases[lease.volume_id] = lease
+                self._claims[lease.client, lease.claim_id] = lease.volume_id
+                lease.exported = False
+                kept.append(lease)
+        self.counts["restored"] += len(kept)
+        return kept
+
+    def _fits(self, lease: Lease) -> bool:
+        if lease.volume_id in self._leases or lease.size > self.free:
+            return False
+        return lease.wg_port in self._free_ports()
+
     def set_addresses(self, addresses: tuple[IPv6Address, ...]) -> None:
         """The node's management addresses changed (a VPN joined or left)."""
         self.settings = replace(self.settings, addresses=addresses)
@@ -340,7 +319,7 @@ class ProviderCore:
     def handle_timer(self, now: float) -> list[Unexport]:
         """End expired leases (tear down and wipe), forget old offers and tombstones."""
         now_ms = int(now * 1000)
-        self._expire_offers(now_ms)
+        self._offers.expire(now_ms)
         for volume_id in [v for v, t in self._tombstones.items() if t[1] <= now_ms]:
             del self._tombstones[volume_id]
         expired = [lease for lease in self._leases.values() if lease.expires_ms <= now_ms]
@@ -350,7 +329,8 @@ class ProviderCore:
     def next_timer(self) -> float | None:
         """When `handle_timer` should next run (wall-clock seconds), or None."""
         times = [lease.expires_ms for lease in self._leases.values()]
-        times += [offer.expires_ms + 1 for offer in self._offers.values()]
+        offers = self._offers.next_expiry_ms()
+        times += [] if offers is None else [offers]
         times += [until for _, until in self._tombstones.values()]
         return min(times) / 1000 if times else None
 
@@ -368,6 +348,12 @@ class ProviderCore:
         }
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _offer(self, offer_id: bytes) -> OfferRecord:
+        offer = self._offers.get(offer_id)
+        if offer is None:  # callers checked it is open: our bug
+            raise KeyError("offer gone")
+        return offer
 
     def _end(self, lease: Lease, why: str, now_ms: int) -> Unexport:
         del self._leases[lease.volume_id]
@@ -387,11 +373,6 @@ class ProviderCore:
     def _encode(self, msg_type: MessageType, body: Mapping[str, object], now: float) -> bytes:
         nonce = self._rng.randbytes(16)
         return encode(self.identity, msg_type, body, now, nonce=nonce, max_datagram=MAX_MESSAGE)
-
-
-def _terms_of(record: OfferRecord) -> OfferTerms | Reason:
-    terms = OfferTerms.unpack(record.terms)
-    return Reason.BAD_TERMS if terms is None else terms
 
 
 def _byte_list(value: object) -> list[bytes]:

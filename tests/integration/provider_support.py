@@ -199,6 +199,7 @@ def provider_config(tmp: Path, socket_path: Path, control_port: int, lease_s: in
         f"""
 [provider]
 data_dir = "{tmp / "volumes"}"
+lease_file = "{tmp / "leases.bin"}"
 capacity_mib = 256
 location = "provider-town"
 network = "provider-net"
@@ -226,22 +227,26 @@ level = "info"
 
 @contextlib.asynccontextmanager
 async def provider_process(
-    ns: str, config: Path, log: Path
+    ns: str, config: Path, log: Path, *, sweep: bool = True
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The real provider in its namespace; stopped with SIGTERM, its namespace swept after."""
+    """The real provider in its namespace; stopped with SIGTERM (unless the test killed it),
+    and then, with `sweep`, every process left in the namespace too."""
     argv = [*enter(ns), sys.executable, "-m", "volume_provider", "run", "--config", str(config)]
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=out, stderr=out)
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), 30)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-        kill_all_in(ns)
+        if sweep:
+            kill_all_in(ns)
 
 
 @dataclass

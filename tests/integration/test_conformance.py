@@ -49,6 +49,7 @@ MIB = 1024**2
 SIZE = 64 * MIB
 SUITE_TIMEOUT_S = 600
 BARE_IQN = "iqn.2024-01.cloud.true:bare"
+CLIENT_WG_PORT = 51820  # inside the client's namespace
 # CUnit's run summary: "tests    215    215    208      7        0"
 _TESTS = re.compile(r"^\s*tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.MULTILINE)
 
@@ -93,7 +94,7 @@ async def provider_volume(
     """Claim the offered volume from the provider."""
     (offer,) = offers
     core = ClientCore(client, random.Random(11))
-    _, claim = core.claim(offer, wg_key.public_key().raw, 51822, [C_ADDR], time.time())
+    _, claim = core.claim(offer, wg_key.public_key().raw, CLIENT_WG_PORT, [C_ADDR], time.time())
     granted = core.receive(await ask(cns, claim, 7950), offer.provider, time.time())
     assert isinstance(granted, Granted), granted
     return granted.lease
@@ -118,7 +119,7 @@ async def test_the_provider_export_passes_what_bare_tgt_passes(tmp_path: Path) -
                 link = ClientLink(cns, "tvc" + lease.volume_id.hex()[:12])
                 s = lease.secrets
                 try:
-                    await link.up(tmp_path, wg_key.raw, 51000 + os.getpid() % 9000, s)
+                    await link.up(tmp_path, wg_key.raw, CLIENT_WG_PORT, s)
                     url = f"iscsi://{s.chap_user}%{s.chap_secret}@[{s.portal}]:{s.portal_port}"
                     ours = await run_suite(cns, f"{url}/{s.iqn}/1", tmp_path / "provider.txt")
                 finally:

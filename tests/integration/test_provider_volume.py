@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ from tests.integration.provider_support import (
     ClientLink,
     RmsSide,
     ask,
+    enter,
     exchange_in,
     provider_config,
     provider_process,
@@ -66,6 +68,7 @@ PORT = 7950
 INI_IQN = "iqn.2024-01.cloud.true:provider-test"
 PROVIDER_SEED, CLIENT_SEED, EVE_SEED = b"P" * 32, b"C" * 32, b"E" * 32
 LEASE_S = 20
+CLIENT_WG_PORT = 51820  # inside the client's namespace: no clash with other tests
 
 
 async def eventually(check: Callable[[], bool], within_s: float, what: str) -> None:
@@ -80,60 +83,116 @@ async def test_a_volume_from_offer_to_wipe(tmp_path: Path) -> None:
     provider = NodeIdentity.from_seed(PROVIDER_SEED)
     client = NodeIdentity.from_seed(CLIENT_SEED)
     control = 21000 + os.getpid() % 9000
+    log = tmp_path / "provider.log"
     with two_namespaces("a") as (pns, cns):
         async with rms_side(tmp_path, provider, client) as (side, sock):
             config = provider_config(tmp_path, sock, control, LEASE_S)
-            async with provider_process(pns, config, tmp_path / "provider.log"):
-                await eventually(lambda: "volumes" in side.board.snapshot(0), 60, "provider up")
-                await run_scenario(tmp_path, side, pns, cns, client)
-    log = (tmp_path / "provider.log").read_text()
-    assert "provider.stopped" in log and "Traceback" not in log
+            s = Scenario(tmp_path, side, pns, cns, ClientCore(client, random.Random(5)))
+            try:
+                async with provider_process(pns, config, log, sweep=False) as proc:
+                    await eventually(lambda: started(log) == 1, 60, "provider up")
+                    await s.attach_and_write()
+                    proc.kill()  # tgtd and the links stay behind, as after a crash
+                async with provider_process(pns, config, log):
+                    await eventually(lambda: started(log) == 2, 60, "provider up again")
+                    await s.data_survives_the_restart()
+                    await s.renew_release_and_wipe()
+                    await new_volume_reads_zeros_then_expires(tmp_path, side, pns, cns, s.core)
+            finally:
+                await s.detach()
+    text = log.read_text()
+    assert "provider.stopped" in text and "Traceback" not in text
+    assert '"restored": 1' in text
 
 
-async def run_scenario(tmp: Path, side: RmsSide, pns: str, cns: str, client: NodeIdentity) -> None:
-    assert await side.offers(side.broadcast(512 * MIB), within_s=3) == []  # over capacity
-    (offer,) = await side.offers(side.broadcast(64 * MIB))
-    assert offer.terms.size == 64 * MIB and offer.addresses == (P_ADDR,)
-    core = ClientCore(client, random.Random(5))
-    wg_key = WgPrivateKey.generate()
-    lease = await claim_with_a_lost_reply(core, cns, offer, wg_key)
-    await second_client_and_forgeries(cns, offer, lease, core)
-    link = ClientLink(cns, "tvc" + lease.volume_id.hex()[:12])
-    bridge = LibiscsiBridge(tmp / "bridges", INI_IQN, ("nsenter", f"--net=/run/netns/{cns}", "--"))
-    s = lease.secrets
-    target = VolumeTarget(f"[{s.portal}]:{s.portal_port}", s.iqn, 1, s.chap_user, s.chap_secret)
-    try:
-        await link.up(tmp, wg_key.raw, 51000 + os.getpid() % 9000, s)
-        wrong = VolumeTarget(target.portal, s.iqn, 1, s.chap_user, "not-the-secret-1234")
+def started(log: Path) -> int:
+    return log.read_text().count('"event": "provider.started"') if log.exists() else 0
+
+
+@dataclass
+class Scenario:
+    """The client's side of one volume across a provider restart."""
+
+    tmp: Path
+    side: RmsSide
+    pns: str
+    cns: str
+    core: ClientCore
+    data: bytes = field(default_factory=lambda: os.urandom(4 * MIB))
+    lease: ClientLease | None = None
+    link: ClientLink | None = None
+    bridge: LibiscsiBridge | None = None
+    target: VolumeTarget | None = None
+
+    async def attach_and_write(self) -> None:
+        side, cns = self.side, self.cns
+        assert await side.offers(side.broadcast(512 * MIB), within_s=3) == []  # over capacity
+        (offer,) = await side.offers(side.broadcast(64 * MIB))
+        assert offer.terms.size == 64 * MIB and offer.addresses == (P_ADDR,)
+        wg_key = WgPrivateKey.generate()
+        self.lease = lease = await claim_with_a_lost_reply(self.core, cns, offer, wg_key)
+        await second_client_and_forgeries(cns, offer, lease, self.core)
+        self.link = ClientLink(cns, "tvc" + lease.volume_id.hex()[:12])
+        self.bridge = LibiscsiBridge(self.tmp / "bridges", INI_IQN, enter(cns))
+        s = lease.secrets
+        self.target = VolumeTarget(
+            f"[{s.portal}]:{s.portal_port}", s.iqn, 1, s.chap_user, s.chap_secret
+        )
+        await self.link.up(self.tmp, wg_key.raw, CLIENT_WG_PORT, s)
+        wrong = VolumeTarget(self.target.portal, s.iqn, 1, s.chap_user, "not-the-secret-1234")
         with pytest.raises(InitiatorError, match="Authentication"):
-            await bridge.attach(wrong)
-        disk = await bridge.attach(target)
-        data = os.urandom(4 * MIB)
-        await asyncio.to_thread(pwrite, disk, data, MIB)
-        assert await asyncio.to_thread(pread, disk, len(data), MIB) == data
-        assert await exchange_in(cns, s.portal, s.portal_port, os.urandom(5000)) is None
+            await self.bridge.attach(wrong)
+        disk = await self.bridge.attach(self.target)
+        await asyncio.to_thread(pwrite, disk, self.data, MIB)
+        assert await asyncio.to_thread(pread, disk, len(self.data), MIB) == self.data
+
+    async def data_survives_the_restart(self) -> None:
+        assert self.bridge is not None and self.target is not None and self.lease is not None
+        vid, provider = self.lease.volume_id, self.lease.provider
+        renewed = await ask(self.cns, self.core.renew(vid, now()), PORT)  # the lease lives on
+        assert isinstance(self.core.receive(renewed, provider, now()), Renewed)
+        await self.bridge.detach(self.target)  # its session died with the old export
+        backing = self.tmp / "volumes" / f"{vid.hex()}.img"
+        on_disk = await asyncio.to_thread(pread, backing, len(self.data), MIB)
+        assert on_disk == self.data, (
+            f"on disk, first difference at {_first_diff(on_disk, self.data)}"
+        )
+        disk = await self.bridge.attach(self.target)
+        got = await asyncio.to_thread(pread, disk, len(self.data), MIB)
+        assert got == self.data, f"read back, first difference at {_first_diff(got, self.data)}"
+        s = self.lease.secrets
+        assert await exchange_in(self.cns, s.portal, s.portal_port, os.urandom(5000)) is None
         with pytest.raises(OSError):  # no iSCSI on the management address
-            await exchange_in(cns, P_ADDR, s.portal_port, b"x")
-        assert await asyncio.to_thread(pread, disk, 4096, MIB) == data[:4096]
+            await exchange_in(self.cns, P_ADDR, s.portal_port, b"x")
+        assert await asyncio.to_thread(pread, disk, 4096, MIB) == self.data[:4096]
+
+    async def renew_release_and_wipe(self) -> None:
+        assert self.lease is not None
+        lease, core, provider = self.lease, self.core, self.lease.provider
         renewed = core.receive(
-            await ask(cns, core.renew(lease.volume_id, now()), PORT), offer.provider, now()
+            await ask(self.cns, core.renew(lease.volume_id, now()), PORT), provider, now()
         )
         assert isinstance(renewed, Renewed)
-        await eventually(lambda: published_clients(side) == [client.node_id.hex()], 15, "status")
-    finally:
-        await bridge.detach(target)
-        await link.down()
-    reply = await ask(cns, core.release(lease.volume_id, now()), PORT)
-    assert isinstance(core.receive(reply, offer.provider, now()), Released)
-    check_wiped(tmp, pns, lease)
-    await new_volume_reads_zeros_then_expires(tmp, side, pns, cns, core)
+        client_id = core.identity.node_id.hex()
+        await eventually(lambda: published_clients(self.side) == [client_id], 15, "status")
+        await self.detach()
+        reply = await ask(self.cns, core.release(lease.volume_id, now()), PORT)
+        assert isinstance(core.receive(reply, provider, now()), Released)
+        check_wiped(self.tmp, self.pns, lease)
+
+    async def detach(self) -> None:
+        if self.bridge is not None and self.target is not None:
+            await self.bridge.detach(self.target)
+        if self.link is not None:
+            await self.link.down()
+        self.bridge = self.link = None
 
 
 async def claim_with_a_lost_reply(
     core: ClientCore, cns: str, offer: Offer, wg_key: WgPrivateKey
 ) -> ClientLease:
     assert await exchange_in(cns, P_ADDR, PORT, os.urandom(3000)) is None  # garbage: closed
-    claim_id, claim = core.claim(offer, wg_key.public_key().raw, 51820, [C_ADDR], now())
+    claim_id, claim = core.claim(offer, wg_key.public_key().raw, CLIENT_WG_PORT, [C_ADDR], now())
     lost = await ask(cns, claim, PORT)  # as if this reply never arrived
     retry = await ask(cns, core.claim_again(claim_id, now()), PORT)
     granted = core.receive(retry, offer.provider, now())
@@ -219,3 +278,7 @@ def pread(path: Path, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
     finally:
         os.close(fd)
+
+
+def _first_diff(a: bytes, b: bytes) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), -1)

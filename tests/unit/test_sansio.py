@@ -68,8 +68,9 @@ CORES = [
     "rms/wire/messages/volumes.py",
     *(
         f"rms/volumes/{m}.py"
-        for m in ("__init__", "client", "grants", "leases", "provider", "terms", "wire")
+        for m in ("__init__", "client", "grants", "leases", "offers", "provider", "records")
     ),
+    *(f"rms/volumes/{m}.py" for m in ("terms", "wire")),
 ]
 ADAPTERS = [
     *(f"cfs/{m}.py" for m in ("service", "rmssource", "attach", "run")),  # issue 5, the CFS

@@ -61,9 +61,9 @@ class Pair:
     client: ClientCore
     eve: ClientCore
 
-    def offer(self, size: int = 64 * MIB, now: float = NOW) -> Offer:
+    def offer(self, size: int = 64 * MIB, now: float = NOW, request_id: bytes = b"r" * 16) -> Offer:
         """The provider's offer to the client's request, as the client opens it."""
-        terms = self.provider.consider(request(size), now)
+        terms = self.provider.consider(request(size, request_id=request_id), now)
         if not isinstance(terms, OfferTerms):
             raise AssertionError(f"no offer: {terms}")
         offer = Offer.from_answer(PROVIDER.public_key, [PROVIDER_ADDRESS.packed], terms.pack())
@@ -75,9 +75,11 @@ class Pair:
         """(claim id, signed claim) from the client."""
         return self.client.claim(offer, WG_KEY, 51820, [CLIENT_ADDRESS], now)
 
-    def lease(self, size: int = 64 * MIB, now: float = NOW) -> ClientLease:
+    def lease(
+        self, size: int = 64 * MIB, now: float = NOW, request_id: bytes = b"r" * 16
+    ) -> ClientLease:
         """A whole exchange: request, offer, claim, grant; the client's lease."""
-        _, data = self.claim(self.offer(size, now), now)
+        _, data = self.claim(self.offer(size, now, request_id), now)
         outcome = self.provider.handle(data, now)
         if outcome.reply is None:
             raise AssertionError(outcome.event)
