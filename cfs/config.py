@@ -11,8 +11,8 @@ initiator = "libiscsi"     # libiscsi (userspace bridge) | open-iscsi
 initiator_iqn = "iqn.2026-11.cloud.true:cfs"
 wireguard = "auto"         # auto | kernel | userspace
 identity_file = "/var/lib/rms/node.key"   # the node key: claims are signed by the node
-location = ""              # this node's location and network UUIDs (sent in requests)
-network = ""
+location = ""              # this node's location and network: UUIDs or names, as the
+network = ""               # RMS's [vpn] (sent in requests so providers can tell)
 
 [healing]
 poll_s = 2.0               # how often `zpool status` is read
@@ -30,12 +30,12 @@ status_interval_s = 5.0    # how often the `pool` status section is sent to the 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rms.tomlconfig import ConfigError, LogSection, build, read_toml
 from rms.tomlconfig import require as _require
+from rms.vpn.locality import UNKNOWN_LOCATION, as_uuid
 
 __all__ = ["CfsConfig", "ConfigError", "load_config", "parse_size"]
 
@@ -75,7 +75,7 @@ class CfsSection:
 
     def __post_init__(self) -> None:
         for name in ("location", "network"):
-            _require(_uuid_ok(getattr(self, name)), f"cfs.{name} must be a UUID or empty")
+            _require(len(getattr(self, name)) <= 200, f"cfs.{name} is at most 200 characters")
         _require(
             self.volume_size >= MIN_VOLUME,
             f"cfs.entitlement {self.entitlement!r} gives volumes below 64 MiB (E/5)",
@@ -102,17 +102,9 @@ class CfsSection:
         return self.entitlement_bytes // SHARE >> 20 << 20
 
 
-def _uuid_ok(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return not text
-    return True
-
-
-def uuid_bytes(text: str) -> bytes:
-    """A configured UUID's 16 bytes; all zero when it is empty (unknown)."""
-    return uuid.UUID(text).bytes if text else bytes(16)
+def uuid_bytes(kind: str, text: str) -> bytes:
+    """A configured location/network (a UUID, or a name hashed as the RMS does) as 16 bytes."""
+    return as_uuid(kind, text or UNKNOWN_LOCATION).bytes
 
 
 @dataclass(frozen=True)

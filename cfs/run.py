@@ -53,8 +53,8 @@ async def serve(config: CfsConfig) -> None:
     source = RmsVolumeSource(
         identity,
         control,
-        location=uuid_bytes(c.location),
-        network=uuid_bytes(c.network),
+        location=uuid_bytes("location", c.location),
+        network=uuid_bytes("network", c.network),
         offer_wait_s=config.healing.offer_wait_s,
     )
     try:

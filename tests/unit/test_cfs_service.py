@@ -260,9 +260,9 @@ def test_cfs_run_exits_2_on_a_bad_config_and_1_without_a_node_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "cfs.toml"
-    path.write_text('[cfs]\nlocation = "not-a-uuid"\n')
+    path.write_text(f'[cfs]\nlocation = "{"x" * 201}"\n')
     assert main(["run", "--config", str(path)]) == 2
-    assert "cfs.location must be a UUID" in capsys.readouterr().err
+    assert "cfs.location is at most 200" in capsys.readouterr().err
     path.write_text(f'[cfs]\nidentity_file = "{tmp_path / "none.key"}"\n[log]\nformat = "json"\n')
     try:
         assert main(["run", "--config", str(path)]) == 1
