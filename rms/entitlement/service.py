@@ -80,17 +80,19 @@ class EntitlementService:
         """The policy in force."""
         return self.policy_file.state.policy
 
-    def beat(self) -> None:
-        """Record a heartbeat and keep the history on disk."""
+    def beat(self) -> bytes:
+        """Record a heartbeat; returns the history file's new content."""
         self.history.beat(self._clock(), self.policy)
-        write_atomic(self._dir / UPTIME_NAME, self.history.to_json())
+        return self.history.to_json()
 
     async def run(self) -> None:
-        """The daemon task: a heartbeat (and a look for a new policy) every interval."""
+        """The daemon task: a heartbeat (and a look for a new policy) every interval. The
+        file is written (fsync) in a worker thread: a slow disk must not stall the loop."""
+        path = self._dir / UPTIME_NAME
         while True:
             self.policy_file.refresh()
             try:
-                self.beat()
+                await asyncio.to_thread(write_atomic, path, self.beat())
             except OSError as e:
                 log.warning("uptime.write_failed", error=e.strerror)
             await asyncio.sleep(self.policy.uptime_heartbeat_s)
