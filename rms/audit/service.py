@@ -118,6 +118,7 @@ class AuditService:
         """The daemon task: let time pass for decay and grace periods."""
         while True:
             await asyncio.sleep(TICK_S)
+            self.reputation.policy = self.entitlement.policy  # a newer signed policy applies
             self._handle(self.reputation.tick(self._clock()))
 
     def problem(self) -> str | None:
