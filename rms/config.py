@@ -133,6 +133,7 @@ class PolicySection:
         for key in self.keys:
             hexes = len(key) == 64 and all(c in "0123456789abcdefABCDEF" for c in key)
             require(hexes, f"policy.keys: {key[:20]!r} is not a 64-digit hex public key")
+        require(len({k.lower() for k in self.keys}) == len(self.keys), "policy.keys: a key twice")
 
 
 @dataclass(frozen=True)

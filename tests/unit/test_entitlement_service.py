@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rms import policydoc
-from rms.config import Config, ContributionSection, NodeSection, PolicySection
+from rms.config import Config, ConfigError, ContributionSection, NodeSection, PolicySection
 from rms.entitlement.service import EntitlementService
 from rms.identity import NodeIdentity
 from rms.policy import DEFAULT
@@ -151,3 +151,18 @@ def test_a_new_document_is_picked_up_on_refresh(tmp_path: Path) -> None:
     (tmp_path / "policy.json").write_bytes(signed(9, entitlement_ratio=0.5))
     assert service.policy_file.refresh().version == 9
     assert service.policy.entitlement_ratio == 0.5
+
+
+@pytest.mark.parametrize(
+    ("keys", "threshold"),
+    [(("ab" * 32, "AB" * 32), 2), (("zz" * 32,), 1), (("ab" * 32,), 2), (("ab" * 31,), 1)],
+)
+def test_bad_policy_trust_in_the_config_is_refused(keys: tuple[str, ...], threshold: int) -> None:
+    with pytest.raises(ConfigError):
+        PolicySection(keys=keys, threshold=threshold)
+
+
+def test_contribution_section_refuses_bad_sizes() -> None:
+    for storage, cpu in (("lots", 1.0), ("-1 GiB", 1.0), ("1 GiB", -1.0), ("1 GiB", 5000.0)):
+        with pytest.raises(ConfigError):
+            ContributionSection(storage=storage, cpu=cpu)
