@@ -22,8 +22,9 @@ from volume_provider.export import Exporter
 from volume_provider.rmslink import RmsLink
 from volume_provider.service import ProviderService
 from volume_provider.store import StoreError, VolumeStore
-from volume_provider.target.model import Portal, TargetError
-from volume_provider.target.tgt import Tgtadm, TgtDaemon, TgtDriver, kill
+from volume_provider.target.model import TargetError
+from volume_provider.target.tgt import TgtDriver
+from volume_provider.tgtd import TgtdKeeper
 
 DESCRIPTION = (
     "True Cloud Volume Provider: exports contributed storage as iSCSI volumes over nested VPNs"
@@ -64,33 +65,21 @@ def handle_run(args: argparse.Namespace) -> int:
 
 
 async def serve(config: ProviderConfig, identity: NodeIdentity) -> None:
-    """Start (or adopt) tgtd, then run the provider until a signal; tgtd stops with us."""
+    """Start (or adopt) tgtd, then run the provider until a signal; our tgtd stops with us."""
     store = VolumeStore(config.provider.data_dir)
     store.prepare()
     config.tgt.log_dir.mkdir(parents=True, exist_ok=True)
-    pid = await _start_tgtd(config)
+    tgtd = TgtdKeeper(config.tgt)
+    await tgtd.ensure()
     try:
         wireguard = await open_wireguard("auto", log_dir=config.tgt.log_dir)
         tgt = TgtDriver(None, config.tgt.control_port)
         exporter = Exporter(store, wireguard, tgt, config.provider.wg_port_first)
-        service = ProviderService(config, identity, exporter, RmsLink(config.rms.socket))
+        rms = RmsLink(config.rms.socket)
+        service = ProviderService(config, identity, exporter, rms, tgtd=tgtd.ensure)
         await _until_signal(service)
     finally:
-        if pid is not None:
-            await kill(pid)
-
-
-async def _start_tgtd(config: ProviderConfig) -> int | None:
-    """Our tgtd's pid; None when one already answers on the control port (it is adopted)."""
-    try:
-        await Tgtadm(config.tgt.control_port).run("--op", "show", "--mode", "target")
-    except TargetError:
-        host, _, port = config.tgt.portal.rpartition(":")
-        portal = Portal(host.strip("[]"), int(port))
-        log_file = config.tgt.log_dir / "tgtd.log"
-        return await TgtDaemon(portal, config.tgt.control_port, log_file).start()
-    log.warning("provider.tgtd_adopted", control_port=config.tgt.control_port)
-    return None
+        await tgtd.stop()
 
 
 async def _until_signal(service: ProviderService) -> None:

@@ -17,7 +17,7 @@ logged and the rest still runs, so a volume is never left exported after it ends
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Iterable
 from ipaddress import IPv6Interface, IPv6Network
 
 import structlog
@@ -32,7 +32,7 @@ from volume_provider.target.driver import TargetManager
 from volume_provider.target.model import ChapSecret, Portal, TargetConfig, TargetError
 from volume_provider.target.tgt import TgtDriver
 
-__all__ = ["NAME_PREFIX", "ExportError", "Exporter", "interface_name"]
+__all__ = ["NAME_PREFIX", "ExportError", "Exporter", "VolumeGone", "interface_name"]
 
 NAME_PREFIX = "tvp"  # + 12 hex of the volume id: 15 characters, unique on the machine
 KEEPALIVE_S = 25
@@ -42,6 +42,10 @@ log = structlog.get_logger("volume_provider.export")
 
 class ExportError(Exception):
     """A volume could not be exported; what was done has been undone."""
+
+
+class VolumeGone(ExportError):
+    """A restored lease's volume file is missing or has another size: the lease must end."""
 
 
 def interface_name(volume_id: bytes) -> str:
@@ -94,13 +98,17 @@ class Exporter:
         )
 
     async def export(self, lease: Lease, *, restored: bool = False) -> None:
-        """File (kept when `restored`), link, portal, target; ExportError on failure, with
-        everything undone and the file wiped."""
+        """File, link, portal, target. A new volume that fails is undone and wiped
+        (ExportError); a `restored` one keeps its file (ExportError: try again later), or
+        raises VolumeGone when its file is not there as it should be."""
         vid = lease.volume_id.hex()
-        try:
-            if restored:
+        if restored:
+            try:
                 self.store.check(lease.volume_id, lease.size)
-            else:
+            except StoreError as e:
+                raise VolumeGone(f"volume {vid}: {e}") from None
+        try:
+            if not restored:
                 self.store.create(lease.volume_id, lease.size)
             await self.wireguard.ensure(link_config(lease))
             config = self.target_config(lease)
@@ -108,7 +116,7 @@ class Exporter:
             await self.targets.ensure_target(config)
         except (StoreError, WireGuardError, ConfigError, TargetError) as e:
             log.warning("volume.export_failed", volume=vid, reason=str(e))
-            await self._teardown(lease.volume_id, lease.secrets.iqn)
+            await self._teardown(lease.volume_id, lease.secrets.iqn, wipe=not restored)
             raise ExportError(f"volume {vid}: {e}") from None
         log.info("volume.exported", volume=vid, size=lease.size, client=lease.client_id.hex()[:16])
 
@@ -121,6 +129,16 @@ class Exporter:
         """Target, portal, link down, the data kept: the provider stops, the lease stays."""
         await self._teardown(lease.volume_id, lease.secrets.iqn, wipe=False)
         log.info("volume.suspended", volume=lease.volume_id.hex())
+
+    async def missing(self, leases: Iterable[Lease]) -> list[Lease]:
+        """The leases whose target or link is gone (tgtd or a wireguard-go died)."""
+        have = {t.iqn for t in await self.targets.targets()}
+        links = set(await self.wireguard.names())
+        return [
+            lease
+            for lease in leases
+            if lease.secrets.iqn not in have or interface_name(lease.volume_id) not in links
+        ]
 
     async def clear_leftovers(self, keep: Collection[bytes] = ()) -> int:
         """Remove every target and nested link an earlier run left behind, and wipe every

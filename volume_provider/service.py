@@ -7,7 +7,9 @@ Tasks (one `asyncio.TaskGroup`, each named; STYLE.md 7):
 - `addresses`: follows the node's management addresses (from `rms status`): the offers
   name them and the claim server listens on them;
 - `expiry`: runs the core's timer; an expired lease is unexported and wiped;
-- `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`.
+- `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`;
+- `watch`: every `WATCH_EVERY_S`, starts tgtd again if it died and exports again every
+  lease whose target or nested link is gone (the data is kept).
 
 Every message and timer runs under one lock: the core and the exports change together, so
 a retried claim that arrives while its volume is being exported waits and then gets the
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from ipaddress import IPv6Address
 
 import structlog
@@ -37,15 +39,18 @@ from rms.volumes import (
     ProviderSettings,
     Unexport,
 )
+from rms.wg.errors import WireGuardError
 from volume_provider.config import MIB, ProviderConfig
-from volume_provider.export import Exporter, ExportError
+from volume_provider.export import Exporter, ExportError, VolumeGone
 from volume_provider.leasefile import LeaseFile
 from volume_provider.rmslink import RmsLink, offer_body, parse_request
 from volume_provider.server import ClaimServer
+from volume_provider.target.model import TargetError
 
 __all__ = ["ProviderService", "settings_from"]
 
 ADDRESSES_EVERY_S = 10.0
+WATCH_EVERY_S = 5.0
 STATUS_EVERY_S = 10.0
 RETRY_S = 2.0
 
@@ -82,11 +87,13 @@ class ProviderService:
         exporter: Exporter,
         rms: RmsLink,
         *,
+        tgtd: Callable[[], Awaitable[bool]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.exporter = exporter
         self.rms = rms
+        self._tgtd = tgtd  # makes sure tgtd answers; True when it had to start it again
         self._clock = clock
         fixed = tuple(IPv6Address(a) for a in config.provider.listen)
         self._fixed = fixed
@@ -117,6 +124,7 @@ class ProviderService:
                 tasks.create_task(self._addresses(), name="addresses")
                 tasks.create_task(self._expiry(), name="expiry")
                 tasks.create_task(self._status(), name="status")
+                tasks.create_task(self._watch(), name="watch")
                 self.ready.set()
         finally:
             await self.server.close()
@@ -148,14 +156,38 @@ class ProviderService:
         return await self._export(action)
 
     async def _export_restored(self, lease: Lease) -> None:
+        """Export a kept volume again (restart, repair); a lease whose file is gone ends,
+        one that fails otherwise stays, and the watch tries again."""
         try:
             await self.exporter.export(lease, restored=True)
-        except ExportError:
-            ended = self.core.end(lease.volume_id, "restore_failed", self._clock())
+        except VolumeGone as e:
+            log.error("provider.volume_gone", volume=lease.volume_id.hex(), reason=str(e))
+            ended = self.core.end(lease.volume_id, "volume_gone", self._clock())
             if ended is not None:
                 await self.exporter.unexport(ended)
             return
+        except ExportError:
+            return
         self.core.export_done(lease.volume_id)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            async with self._lock:
+                try:
+                    await self._repair()
+                except (TargetError, WireGuardError) as e:
+                    log.warning("provider.watch_failed", reason=str(e))
+
+    async def _repair(self) -> None:
+        if self._tgtd is not None and await self._tgtd():
+            self.core.counts["tgtd_restarts"] += 1
+        missing = await self.exporter.missing(list(self.core.leases.values()))
+        for lease in missing:
+            self.core.counts["repaired"] += 1
+            await self._export_restored(lease)
+        if missing:
+            self._save()
 
     def _save(self) -> None:
         try:

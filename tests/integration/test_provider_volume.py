@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -96,6 +97,7 @@ async def test_a_volume_from_offer_to_wipe(tmp_path: Path) -> None:
                 async with provider_process(pns, config, log):
                     await eventually(lambda: started(log) == 2, 60, "provider up again")
                     await s.data_survives_the_restart()
+                    await s.tgtd_dies_and_the_volume_comes_back(log)
                     await s.renew_release_and_wipe()
                     await new_volume_reads_zeros_then_expires(tmp_path, side, pns, cns, s.core)
             finally:
@@ -103,6 +105,18 @@ async def test_a_volume_from_offer_to_wipe(tmp_path: Path) -> None:
     text = log.read_text()
     assert "provider.stopped" in text and "Traceback" not in text
     assert '"restored": 1' in text
+
+
+def pids_in(ns: str) -> list[int]:
+    found = subprocess.run(["ip", "netns", "pids", ns], check=False, capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def started(log: Path) -> int:
@@ -165,6 +179,19 @@ class Scenario:
         with pytest.raises(OSError):  # no iSCSI on the management address
             await exchange_in(self.cns, P_ADDR, s.portal_port, b"x")
         assert await asyncio.to_thread(pread, disk, 4096, MIB) == self.data[:4096]
+
+    async def tgtd_dies_and_the_volume_comes_back(self, log: Path) -> None:
+        assert self.bridge is not None and self.target is not None
+        exports = log.read_text().count('"volume.exported"')
+        (pid,) = [p for p in pids_in(self.pns) if comm(p) == "tgtd"]
+        os.kill(pid, signal.SIGKILL)
+        again = lambda: log.read_text().count('"volume.exported"') > exports  # noqa: E731
+        await eventually(again, 30, "tgtd started again and the volume exported again")
+        assert [p for p in pids_in(self.pns) if comm(p) == "tgtd"] != [pid]
+        await self.bridge.detach(self.target)
+        disk = await self.bridge.attach(self.target)
+        got = await asyncio.to_thread(pread, disk, len(self.data), MIB)
+        assert got == self.data, f"read back, first difference at {_first_diff(got, self.data)}"
 
     async def renew_release_and_wipe(self) -> None:
         assert self.lease is not None
