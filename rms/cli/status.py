@@ -153,6 +153,23 @@ def render_pool(value: Any) -> list[str]:
     return lines
 
 
+def render_volumes(value: Any) -> list[str]:
+    """A Volume Provider: capacity, then one line per leased volume (docs/volumes.md)."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    used, capacity = value.get("used"), value.get("capacity")
+    lines = [f"  {_gib(used)} of {_gib(capacity)} leased, {_gib(value.get('free'))} free"]
+    for v in value.get("volumes", []):
+        if isinstance(v, dict):
+            volume, client = str(v.get("volume", "?"))[:16], str(v.get("client", "?"))[:16]
+            state = "exported" if v.get("exported") else "not exported"
+            expiry = f"lease ends in {v.get('expires_in_s', '?')} s"
+            lines.append(f"  {volume}  {_gib(v.get('size'))}  {client}  {state}, {expiry}")
+    if value.get("stale"):
+        lines.append(f"  (not refreshed for {value.get('published_age_s', '?')} s)")
+    return lines
+
+
 def _gib(value: object) -> str:
     return f"{value / (1 << 30):.2f} GiB" if isinstance(value, int | float) else "?"
 
@@ -190,6 +207,7 @@ SECTION_RENDERERS = {
     "vpns": render_vpns,
     "vpn_joins": render_joins,
     "pool": render_pool,
+    "volumes": render_volumes,
     "entitlement": render_entitlement,
 }
 

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from rms.cli.status import render_table, render_volumes
 from rms.control.sections import MAX_SECTION_BYTES, STALE_AFTER_S, PublishedSections
 from rms.gossip import RequestBody, make_request
 from rms.gossip.adapter import GossipService
@@ -28,6 +29,8 @@ from rms.gossip.inbox import Inbox
 from rms.identity import NodeIdentity
 from rms.status import StatusBoard
 from rms.volumes import Offer, OfferTerms, RequestTerms
+from tests.unit.volumes_support import CLIENT, pair
+from tests.unit.volumes_support import NOW as LEASE_NOW
 
 NOW = 1_800_000_000.0
 VPN = uuid.UUID(int=7)
@@ -277,3 +280,16 @@ async def test_the_number_of_sections_is_bounded() -> None:
     async with sections([0.0]) as (_, http):
         codes = [(await http.put(f"/v1/status/sections/s{n}", json={})).status for n in range(17)]
         assert codes == [200] * 16 + [409]
+
+
+def test_rms_status_shows_a_providers_volumes() -> None:
+    p = pair()
+    p.lease()
+    board = StatusBoard("id", "0", 1, "now")
+    published = PublishedSections(board, clock=lambda: 0.0)
+    published.publish("volumes", json.loads(json.dumps(p.provider.status(LEASE_NOW + 10))))
+    text = render_table(board.snapshot(1.0))
+    (line,) = [x for x in text.splitlines() if "lease ends in 50.0 s" in x]
+    assert CLIENT.node_id.hex()[:16] in line and "0.06 GiB" in line and "not exported" in line
+    assert "0.06 GiB of 0.25 GiB leased" in text
+    assert render_volumes(["not", "a", "map"])  # shown plainly, never raising
