@@ -69,7 +69,7 @@ class ProviderCore:
         self._offers = OfferBook(rng)
         self._leases: dict[bytes, Lease] = {}
         self._claims: dict[tuple[bytes, bytes], bytes] = {}  # (client, claim id) -> volume id
-        self._tombstones: dict[bytes, tuple[bytes, int]] = {}  # volume -> (client, until ms)
+        self._tombstones: dict[bytes, tuple[bytes, int, bytes]] = {}  # (client, until, claim)
         self.counts: Counter[str] = Counter()
 
     # -- capacity ---------------------------------------------------------------------------
@@ -321,7 +321,8 @@ class ProviderCore:
         now_ms = int(now * 1000)
         self._offers.expire(now_ms)
         for volume_id in [v for v, t in self._tombstones.items() if t[1] <= now_ms]:
-            del self._tombstones[volume_id]
+            client, _, claim_id = self._tombstones.pop(volume_id)
+            self._claims.pop((client, claim_id), None)  # a claim that old is stale anyway
         expired = [lease for lease in self._leases.values() if lease.expires_ms <= now_ms]
         self.counts["expired"] += len(expired)
         return [self._end(lease, "expired", now_ms) for lease in expired]
@@ -331,7 +332,7 @@ class ProviderCore:
         times = [lease.expires_ms for lease in self._leases.values()]
         offers = self._offers.next_expiry_ms()
         times += [] if offers is None else [offers]
-        times += [until for _, until in self._tombstones.values()]
+        times += [until for _, until, _ in self._tombstones.values()]
         return min(times) / 1000 if times else None
 
     def status(self, now: float) -> dict[str, object]:
@@ -358,7 +359,7 @@ class ProviderCore:
     def _end(self, lease: Lease, why: str, now_ms: int) -> Unexport:
         del self._leases[lease.volume_id]
         until = now_ms + self.settings.tombstone_s * 1000
-        self._tombstones[lease.volume_id] = (lease.client, until)
+        self._tombstones[lease.volume_id] = (lease.client, until, lease.claim_id)
         return Unexport(lease.volume_id, lease.secrets.iqn, lease.wg_port, why)
 
     def _refuse(self, ref: bytes, reason: Reason, now: float, detail: str = "") -> Outcome:

@@ -190,3 +190,16 @@ def test_addressing_is_derived_from_the_volume_id() -> None:
 def test_request_terms_round_trip() -> None:
     terms = RequestTerms(8, b"l" * 16, b"n" * 16)
     assert RequestTerms.unpack(terms.pack()) == terms
+
+
+def test_an_ended_lease_is_forgotten_after_its_tombstone() -> None:
+    p = pair()
+    _, claim = p.claim(p.offer())
+    granted = p.provider.handle(claim, NOW)
+    lease = p.client.receive(granted.reply or b"", KEY, NOW)
+    assert isinstance(lease, Granted)
+    p.provider.handle(p.client.release(lease.lease.volume_id, NOW + 1), NOW + 1)
+    p.provider.handle_timer(NOW + 3600)
+    assert p.provider.next_timer() == pytest.approx(NOW + 1 + 3600)  # the tombstone
+    p.provider.handle_timer(NOW + 3602)
+    assert p.provider.next_timer() is None  # nothing held: no lease, offer or tombstone
