@@ -8,7 +8,7 @@ location = ""             # geographic location: UUID or place name, as the RMS'
 network = ""              # network endpoint: UUID or name, as the RMS's [vpn]
 port = 7950               # claim/renew/release, TCP, on the management addresses
 listen = []               # addresses to serve on; empty: this node's management addresses
-wg_port_first = 51900     # nested-VPN UDP ports; their count is the most volumes served
+wg_port_first = 52400     # nested-VPN UDP ports: clear of the RMS 51820+ and 51900+, CFS 52000+
 wg_port_count = 64
 lease_s = 300
 offer_ttl_s = 60
@@ -60,7 +60,7 @@ class ProviderSection:
     network: str = ""
     port: int = 7950
     listen: tuple[str, ...] = ()
-    wg_port_first: int = 51900
+    wg_port_first: int = 52400
     wg_port_count: int = 64
     lease_s: int = 300
     offer_ttl_s: int = 60

@@ -66,7 +66,7 @@ class ProviderSettings:
     network: bytes  # 16-byte network endpoint UUID
     addresses: tuple[IPv6Address, ...]  # management addresses (one per VPN)
     port: int = VOLUME_PORT
-    wg_port_first: int = 51900  # nested-VPN listen ports: first, and how many (= max volumes)
+    wg_port_first: int = 52400  # nested-VPN listen ports: first, and how many (= max volumes)
     wg_port_count: int = 64
     lease_s: int = 300  # a grant lasts this long unless renewed
     offer_ttl_s: int = 60  # a claim must come within this
