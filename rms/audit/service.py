@@ -26,8 +26,8 @@ from rms.audit.reputation import Reputation, Standing, StandingChanged
 from rms.daemon import Daemon
 from rms.entitlement.arithmetic import exact
 from rms.entitlement.control import json_body
-from rms.entitlement.files import read_capped, write_atomic
 from rms.entitlement.service import EntitlementService
+from rms.entitlement.state import read_capped, write_atomic
 from rms.identity import NodeIdentity
 
 AUDITS_NAME = "audits.jsonl"

@@ -32,8 +32,7 @@ from rms.entitlement.arithmetic import (
     volume_size,
 )
 from rms.entitlement.availability import HistoryError, UptimeHistory
-from rms.entitlement.files import read_capped, set_aside, write_atomic
-from rms.entitlement.policyfile import PolicyFile
+from rms.entitlement.state import PolicyFile, read_capped, set_aside, write_atomic
 from rms.policy import Policy
 from rms.policydoc import PolicyTrust
 

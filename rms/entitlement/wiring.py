@@ -9,8 +9,8 @@ from rms.daemon import Daemon
 from rms.entitlement.control import attach as attach_entitlement
 from rms.entitlement.service import EntitlementService
 from rms.identity import NodeIdentity
-from rms.ledger.control import attach as attach_ledger
 from rms.ledger.store import LedgerStore
+from rms.ledger.store import attach as attach_ledger
 
 
 def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from rms.audit import report as rep
-from rms.audit.challenge import BlockLog
-from rms.audit.report import ReportError
+from rms.audit.report import BlockLog, ReportError
 from rms.identity import NodeIdentity
 from rms.ledger.canonical import sign
 

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from rms.audit import report as rep
-from rms.audit.challenge import BlockLog
+from rms.audit.report import BlockLog
 from rms.audit.reputation import Reputation, Standing, StandingChanged
 from rms.identity import NodeIdentity
 from rms.policy import Policy

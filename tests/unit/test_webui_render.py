@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rms.webui import render
-from rms.webui.chart import contribution_chart
+from rms.webui.render import contribution_chart
 
 EVIL = '<script>alert("x")</script>'
 

@@ -1,6 +1,11 @@
-"""Which policy this node applies: the signed document it accepted last, else the defaults.
+"""The entitlement service's state on disk: capped reads, atomic writes, and the policy file.
 
-An update (the component library's TUF client, or an operator) drops a new document at
+Every state file of the entitlement, ledger and audit services is read with a size cap (a
+damaged or planted file cannot make the daemon read gigabytes) and written through a temporary
+file, fsync and rename, so a crash leaves either the old content or the new, never half.
+
+Which policy this node applies: the signed document it accepted last, else the defaults. An
+update (the component library's TUF client, or an operator) drops a new document at
 `[policy] document` (default `<state_dir>/policy.json`). The node checks it against its
 configured policy keys and the version it accepted before; an accepted document is copied to
 `<state_dir>/policy.accepted.json`, so a later rollback to an older file is refused even after
@@ -9,18 +14,18 @@ a restart. A refused document changes nothing and is reported as a problem of th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from rms import policydoc
-from rms.entitlement.files import read_capped, write_atomic
 from rms.policy import DEFAULT, Policy
 from rms.policydoc import PolicyDocError, PolicyTrust
 
 ACCEPTED_NAME = "policy.accepted.json"
-log = structlog.get_logger("rms.policy")
+log = structlog.get_logger("rms.state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +113,36 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
+
+
+def read_capped(path: Path, limit: int) -> bytes | None:
+    """At most `limit + 1` bytes of the file (so callers can tell it is too large); None if
+    it does not exist or cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return f.read(limit + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("state_file.unreadable", path=str(path), error=e.strerror)
+        return None
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace the file's content with `data` in one step."""
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    temp.replace(path)
+
+
+def set_aside(path: Path, reason: str) -> None:
+    """Move a damaged file to NAME.damaged (kept for the owner to look at) and log why."""
+    log.warning("state_file.damaged", path=str(path), reason=reason[:200])
+    try:
+        path.replace(path.with_name(path.name + ".damaged"))
+    except OSError as e:
+        log.warning("state_file.set_aside_failed", path=str(path), error=e.strerror)
