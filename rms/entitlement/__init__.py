@@ -2,5 +2,6 @@
 
 The arithmetic (`rms.entitlement.arithmetic`) and the uptime history
 (`rms.entitlement.availability`) are sans-IO cores; `rms.entitlement.service` is the daemon's
-adapter (state files, status section, control API routes).
+adapter (status section, heartbeats), with `state` (state files, the policy file) and
+`control` (control API routes).
 """

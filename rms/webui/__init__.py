@@ -2,5 +2,5 @@
 
 It listens on 127.0.0.1 or ::1 only, reads everything through the control API client as the
 user who started it (so the control socket's SO_PEERCRED policy still decides), and never
-holds a key. `chart` draws the contribution chart, `render` the HTML, `app` serves it.
+holds a key. `render` draws the page and its chart, `app` serves it.
 """
