@@ -191,7 +191,9 @@ def render_entitlement(value: Any) -> list[str]:
     ]
     if probation.get("active"):
         lines.append(f"  probation     {format_duration(float(probation.get('left_s', 0)))} left")
-    lines.append(f"  policy        {policy.get('source')} (version {policy.get('version')})")
+    version = policy.get("version")
+    signed = f"signed document, version {version}" if version else "built-in defaults"
+    lines.append(f"  policy        {signed}")
     return lines
 
 
