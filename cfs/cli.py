@@ -31,4 +31,5 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the CFS: 0 after an orderly stop, 1 when it cannot start, 2 on a bad config."""
     from cfs.run import StartError, serve  # noqa: PLC0415 - `cfs check` needs none of it
 
-    return servicecli.start(PROG, lambda: load_config(args.config), serve, (StartError,))
+    load = lambda: load_config(args.config)  # noqa: E731
+    return servicecli.start(PROG, load, serve, (StartError,), netlink=True)

@@ -11,6 +11,8 @@ initiator = "libiscsi"     # libiscsi (userspace bridge) | open-iscsi
 initiator_iqn = "iqn.2026-11.cloud.true:cfs"
 wireguard = "auto"         # auto | kernel | userspace
 identity_file = "/var/lib/rms/node.key"   # the node key: claims are signed by the node
+distinct_blocks = true     # providers in distinct /24s (IPv6: /48s) too; the lab turns it off
+                           # (its nodes share 198.18.0.0/24 while their network UUIDs differ)
 location = ""              # this node's location and network: UUIDs or names, as the
 network = ""               # RMS's [vpn] (sent in requests so providers can tell)
 
@@ -70,6 +72,7 @@ class CfsSection:
     initiator_iqn: str = "iqn.2026-11.cloud.true:cfs"
     wireguard: str = "auto"
     identity_file: Path = Path("/var/lib/rms/node.key")
+    distinct_blocks: bool = True
     location: str = ""
     network: str = ""
 

@@ -50,6 +50,9 @@ from rms.wg.keys import WgPrivateKey, WgPublicKey
 Exchange = Callable[[IPv6Address, int, bytes, float], Awaitable[bytes]]
 LUN = 1  # a provider exports each volume as LUN 1 of its own target
 MAX_ANSWERS = 256
+# Nested-link UDP ports of the CFS: 52000-52255, clear of the RMS's management (51820+) and
+# guest (51900+) ports; the lab's providers use 52400 and up on the same nodes.
+PORT_SPAN = 256
 log = structlog.get_logger("cfs.volumes")
 
 
@@ -89,12 +92,14 @@ class RmsVolumeSource:
         tries: int = 3,
         timeout_s: float = 5.0,
         rng: random.Random | None = None,
+        distinct_blocks: bool = True,
     ) -> None:
         # The core draws claim ids and nonces from rng (ids, not secrets; tests seed it).
         self.core = ClientCore(identity, rng or random.Random())  # noqa: S311
         self.control, self.location, self.network = control, location, network
         self.offer_wait_s, self.port_base = offer_wait_s, port_base
         self.exchange, self.clock, self.tries, self.timeout_s = exchange, clock, tries, timeout_s
+        self.distinct_blocks = distinct_blocks  # False: placement ignores public /24s
         self._offers: dict[str, Offer] = {}
         self._ports: set[int] = set()
         self.dropped = 0
@@ -110,7 +115,7 @@ class RmsVolumeSource:
             status = await self.control.status()
         except (ControlError, DaemonUnavailable, KeyError) as e:
             raise VolumeError(f"asking the cloud for volumes failed: {e}") from None
-        public = public_addresses(status)
+        public = public_addresses(status) if self.distinct_blocks else {}
         found = []
         for raw in list(answers.get("answers", []))[:MAX_ANSWERS]:
             offer = parse_answer(raw)
@@ -200,7 +205,10 @@ class RmsVolumeSource:
         raise VolumeError(f"no answer after {self.tries} tries: {last}")
 
     def _port(self) -> int:
-        port = next(p for p in range(self.port_base, self.port_base + 1024) if p not in self._ports)
+        span = range(self.port_base, self.port_base + PORT_SPAN)
+        port = next((p for p in span if p not in self._ports), None)
+        if port is None:
+            raise VolumeError(f"all {PORT_SPAN} nested-link ports from {self.port_base} are in use")
         self._ports.add(port)
         return port
 

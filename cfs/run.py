@@ -56,6 +56,7 @@ async def serve(config: CfsConfig) -> None:
         location=uuid_bytes("location", c.location),
         network=uuid_bytes("network", c.network),
         offer_wait_s=config.healing.offer_wait_s,
+        distinct_blocks=c.distinct_blocks,
     )
     try:
         wireguard = await open_wireguard(driver_mode(c.wireguard), log_dir=c.run_dir)

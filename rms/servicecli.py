@@ -63,8 +63,14 @@ def start(
     load: Callable[[], Any],
     main: Callable[[Any], Coroutine[Any, Any, None]],
     start_errors: tuple[type[Exception], ...],
+    *,
+    netlink: bool = False,
 ) -> int:
-    """Load a service's config (2 if bad), set up logging, run main (1 if it cannot start)."""
+    """Load a service's config (2 if bad), set up logging, run main (1 if it cannot start).
+
+    A service that uses netlink (pyroute2) runs on the standard loop: uvloop has no
+    AF_NETLINK datagram transports (docs/architecture.md).
+    """
     try:
         config = load()
     except ConfigError as exc:
@@ -72,7 +78,10 @@ def start(
         return 2
     configure_logging(config.log.format, config.log.level)
     try:
-        run_async(main(config))
+        if netlink:
+            asyncio.run(main(config))
+        else:
+            run_async(main(config))
     except start_errors as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

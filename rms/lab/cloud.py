@@ -20,6 +20,7 @@ from pathlib import Path
 from rms.lab.ca import LabCA
 from rms.lab.layout import MIRROR, LabPaths, NodePlan, discovery_name
 from rms.lab.library import build_library, copy_published, trusted_root
+from rms.lab.storage import write_storage_files
 from rms.lab.system import LabUsageError
 
 LOCATIONS = 4
@@ -154,3 +155,4 @@ def write_host_files(
         (state / CA_CERT.name).write_bytes(ca.cert_pem())
         (state / LIBRARY_ROOT.name).write_bytes(trusted_root(paths).read_bytes())
         (state / NODE_CONFIG.name).write_text(node_config(paths, host, spread))
+        write_storage_files(state, host, spread.locations, spread.networks)

@@ -45,6 +45,7 @@ from rms.lab.netns import NetnsDriver
 from rms.lab.procs import NsId, exit_status, in_namespace, ns_id, spawn_detached, stop_all
 from rms.lab.state import BUILDING, UP, LabLock, LabRecord, NodeRecord, load, save
 from rms.lab.status import MIRROR_PROGRAM, RUNNING, enter_argv, query, rms_argv
+from rms.lab.storage import storage_programs
 from rms.lab.system import LabError, node_environ, tool_path
 
 READY_TIMEOUT_S = 30.0
@@ -131,6 +132,8 @@ def add(lab: Lab, count: int, timeout: float | None = None) -> LabRecord:
         new = {n.name for n in plan}
         added = replace(record, nodes=tuple(n for n in record.nodes if n.name in new))
         wait_ready(lab, added, ready_timeout(count) if timeout is None else timeout)
+        record = start_storage(lab, record, new)
+        save(paths.state_file, record)
         return record
 
 
@@ -229,6 +232,7 @@ def build(lab: Lab, plan: Sequence[NodePlan], timeout: float, spread: Diversity)
         total = len(nodes) if host.kind == NODE else len(plan) - len(nodes)
         lab.say(f"[{host.index}/{total}] {host.name} {host.address.ip} started (pid {pid})")
     wait_ready(lab, record, timeout)
+    record = start_storage(lab, record)
     record = replace(record, phase=UP)
     save(paths.state_file, record)
     lab.say(
@@ -251,6 +255,16 @@ def build_node(lab: Lab, node: NodePlan) -> NodeRecord:
     pids = {p.name: start_program(lab, node.name, p) for p in node_programs(node.kind)}
     v4, v6 = str(node.address.ip), str(node.address6.ip)
     return NodeRecord(node.name, node.netns, v4, v6, pids, node.kind)
+
+
+def start_storage(lab: Lab, record: LabRecord, only: set[str] | None = None) -> LabRecord:
+    """Start the nodes' storage programs (rms.lab.storage) once their RMS runs."""
+    nodes = []
+    for n in record.nodes:
+        todo = storage_programs(n.name, n.kind) if only is None or n.name in only else []
+        pids = {name: start_program(lab, n.name, Program(name, argv)) for name, argv in todo}
+        nodes.append(replace(n, pids={**n.pids, **pids}))
+    return replace(record, nodes=tuple(nodes))
 
 
 def start_program(lab: Lab, node: str, program: Program) -> int:

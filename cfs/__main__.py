@@ -1,0 +1,5 @@
+"""`python -m cfs` is the `cfs` command."""
+
+from cfs.cli import main
+
+raise SystemExit(main())
