@@ -137,7 +137,11 @@ class AuditService:
     def providers(self) -> list[dict[str, Any]]:
         """Every provider heard of, with its standing."""
         return [
-            {"provider": key.hex(), **self.reputation.summary(key)}
+            {
+                "provider": key.hex(),
+                **self.reputation.summary(key),
+                "placement_weight": self.reputation.factor(key),  # what the CFS multiplies by
+            }
             for key in sorted(self.reputation.records)
         ]
 

@@ -22,6 +22,7 @@ SECTIONS = (
     ("pool", "Storage pool"),
     ("vpns", "VPN membership and peers"),
     ("audits", "Audit history"),
+    ("ledger", "Usage ledger"),
 )
 
 
@@ -211,6 +212,29 @@ def audit_section(audits: dict[str, Any]) -> str:
     return _section("audits", head + table)
 
 
+def ledger_section(ledger: object) -> str:
+    """What the signed receipts say this node provided and used, and whether they verify."""
+    if not isinstance(ledger, dict):
+        return _section("ledger", "<p>No ledger on this node.</p>")
+    totals = _obj(ledger.get("totals"))
+    provided, used = _obj(totals.get("provided")), _obj(totals.get("used"))
+    gib_hours = 3600 * 2**30
+
+    def amount(row: dict[str, Any], resource: str) -> str:
+        value = row.get(resource, 0)
+        if not isinstance(value, int):
+            return "unknown"
+        if resource == "storage":
+            return f"{value / gib_hours:.2f} GiB-hours"
+        return f"{value / 3_600_000:.2f} core-hours"
+
+    rows = [[r, amount(provided, r), amount(used, r)] for r in ("storage", "cpu")]
+    state = "verifies" if ledger.get("verified") else f"does not verify: {ledger.get('problem')}"
+    head = f"<p>{_e(ledger.get('count', 0))} receipts; the ledger {_e(state)}.</p>"
+    table = _table("Signed usage receipts", ["Resource", "Provided", "Used"], rows, "")
+    return _section("ledger", head + table)
+
+
 def home(status: dict[str, Any], audits: dict[str, Any], csrf: str, flash: str | None) -> str:
     """The whole page."""
     ent = _obj(status.get("entitlement"))
@@ -224,6 +248,7 @@ def home(status: dict[str, Any], audits: dict[str, Any], csrf: str, flash: str |
         + pool_section(status.get("pool"))
         + vpn_section(status.get("vpns"))
         + audit_section(audits)
+        + ledger_section(status.get("ledger"))
     )
     return document("True Cloud node", body)
 

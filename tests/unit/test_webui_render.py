@@ -54,3 +54,12 @@ def test_the_preview_keeps_the_offer_in_hidden_fields() -> None:
     page = render.preview(result, {"storage_bytes": 30 * 2**30, "cpu_millicores": 500}, "c")
     assert 'name="storage_bytes" value="32212254720"' in page
     assert "6.0 GiB" in page and "4.0 GiB" in page and "0.5 cores" in page
+
+
+def test_the_ledger_section_states_totals_and_verification() -> None:
+    ledger = {"count": 2, "verified": False, "problem": "entry 1: altered",
+              "totals": {"provided": {"storage": 3600 * 2**30 * 3, "cpu": 7_200_000},
+                         "used": {"storage": 0, "cpu": "x"}}}  # fmt: skip
+    page = render.home({"ledger": ledger}, {}, "c", None)
+    assert "3.00 GiB-hours" in page and "2.00 core-hours" in page and "unknown" in page
+    assert "does not verify: entry 1: altered" in page
