@@ -70,12 +70,13 @@ def _no_constant(name: str) -> object:
 
 def hex_bytes(value: object, size: int, what: str) -> bytes:
     """`size` bytes from a lower-case hex string; DocumentError otherwise."""
-    if not isinstance(value, str) or len(value) != 2 * size:
-        raise DocumentError(f"{what} must be {size} bytes of hex")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise DocumentError(f"{what} must be {size} bytes of hex") from None
+    # Lower case only, no spaces: one byte string has one spelling (fromhex would take both).
+    if not isinstance(value, str) or len(value) != 2 * size or value.strip(_HEX):
+        raise DocumentError(f"{what} must be {size} bytes of lower-case hex")
+    return bytes.fromhex(value)
+
+
+_HEX = "0123456789abcdef"
 
 
 def whole(value: object, what: str, low: int = 0, high: int = 2**63 - 1) -> int:

@@ -256,3 +256,11 @@ def test_the_store_signs_only_as_a_party(tmp_path: Path) -> None:
         store.sign(receipt(OTHER, THIRD)["body"])
     with pytest.raises(ReceiptError):
         store.sign([1])
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda s: s[:10] + " " + s[11:]])
+def test_a_signature_has_one_spelling(spelling: Any) -> None:
+    signed = receipt()
+    signed["consumer_sig"] = spelling(signed["consumer_sig"])
+    with pytest.raises(ReceiptError, match="lower-case hex"):
+        rcpt.check(signed)
