@@ -66,7 +66,8 @@ class PolicyTrust:
     def from_hex(cls, keys: tuple[str, ...] | list[str], threshold: int) -> PolicyTrust:
         """From the config's hex strings; ValueError when one is not a key."""
         try:
-            return cls(frozenset(hex_bytes(k, KEY_BYTES, "policy key") for k in keys), threshold)
+            found = [hex_bytes(k.strip().lower(), KEY_BYTES, "policy key") for k in keys]
+            return cls(frozenset(found), threshold)
         except DocumentError as e:
             raise ValueError(str(e)) from None
 

@@ -176,3 +176,8 @@ def test_trust_refuses_bad_keys_and_thresholds() -> None:
         PolicyTrust(frozenset({KEYS[0].public_key}), threshold=2)
     with pytest.raises(ValueError):
         PolicyTrust(frozenset({KEYS[0].public_key}), threshold=0)
+
+
+def test_trusted_keys_from_the_config_may_be_upper_case() -> None:
+    upper = [k.public_key.hex().upper() for k in KEYS[:3]]
+    assert PolicyTrust.from_hex(upper, 2) == TRUST
