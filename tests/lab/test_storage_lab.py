@@ -1,0 +1,174 @@
+"""Issue 5 in the lab: a CFS pool over 8 real providers heals alone, and suspends cleanly at 4.
+
+12 nodes in 12 locations and networks: node1 runs the CFS (entitlement 640 MiB, so 8
+volumes of 128 MiB), every other node a Volume Provider. Everything is real: the RMS
+broadcast, the volume protocol, nested wireguard-go links, tgtd with CHAP, libiscsi bridges,
+zfs-fuse. The test only reads node1's `pool` status section and uses files in the pool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rms.lab.netns import NetnsDriver
+from rms.lab.procs import ns_id, pids_in
+from tests.lab.support import lab, node_statuses, status_json
+
+NODES, FILES, FILE_MB, KILLED = 12, 10, 20, 3
+TOOLS = ("tgtd", "zfs-fuse", "wireguard-go", "ip", "nsenter")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in TOOLS),
+        reason="needs tgt, zfs-fuse, wireguard-go and iproute2",
+    ),
+]
+
+
+def pool_of(name: str) -> dict[str, Any]:
+    """node1's `pool` status section ({} until the CFS published one)."""
+    value = node_statuses(name).get("node1", {}).get("pool", {})
+    return value if isinstance(value, dict) else {}
+
+
+def wait_pool(
+    name: str, ok: Callable[[dict[str, Any]], bool], timeout_s: float, what: str
+) -> dict[str, Any]:
+    """Poll node1's pool section until ok(section); fail with the last one seen."""
+    deadline, seen = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
+        seen = pool_of(name)
+        if seen and ok(seen):
+            return seen
+        time.sleep(3)
+    raise AssertionError(f"no {what} within {timeout_s} s; pool: {seen}")
+
+
+def in_node1(name: str, script: str, timeout: float = 600) -> str:
+    """Run a shell script inside node1 (where the pool is mounted at /run/cfs/pool)."""
+    done = subprocess.run(
+        [*lab_argv(name), "exec", "--name", name, "node1", "--", "sh", "-c", script],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def lab_argv(name: str) -> list[str]:
+    """`rms lab` of this checkout (name: the lab the caller means; passed as --name later)."""
+    del name
+    return [sys.executable, "-m", "rms", "lab"]
+
+
+def healthy(pool: dict[str, Any]) -> bool:
+    volumes = pool.get("volumes", [])
+    return (
+        pool.get("state") == "ONLINE"
+        and pool.get("lost") == 0
+        and len(volumes) == 8
+        and all(v.get("zfs_state") == "ONLINE" for v in volumes)
+    )
+
+
+def node_of(name: str) -> dict[str, str]:
+    """node id (hex) -> lab node name."""
+    _, status = status_json(name)
+    return {n["node_id"]: n["name"] for n in status["nodes"] if n.get("node_id")}
+
+
+def cut(name: str, node: str, *, kill: bool) -> None:
+    """Take a provider off the internet (its link down); with kill, SIGKILL its storage too."""
+    netns = f"{name}-{node}"
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+    if not kill:
+        return
+    ns = ns_id(NetnsDriver().path(netns))
+    assert ns is not None
+    for pid in pids_in({ns}):
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if comm == "tgtd" or b"volume_provider" in cmdline:
+            os.kill(pid, signal.SIGKILL)
+
+
+def restore(name: str, node: str) -> None:
+    subprocess.run(["ip", "-n", f"{name}-{node}", "link", "set", "eth0", "up"], check=True)
+
+
+def test_pool_of_eight_heals_three_losses_and_suspends_at_four(lab_name: str) -> None:
+    up = lab(
+        lab_name,
+        "up",
+        "--nodes",
+        str(NODES),
+        "--locations",
+        str(NODES),
+        "--networks",
+        str(NODES),
+        "--timeout",
+        "180",
+    )
+    assert up.returncode == 0, up.stderr[-3000:]
+    pool = wait_pool(lab_name, healthy, 420, "ONLINE pool of 8")
+    names = node_of(lab_name)
+    providers = [v["provider"] for v in pool["volumes"]]
+    assert len(set(providers)) == 8 and "node1" not in {names.get(p) for p in providers}
+    assert pool["size_bytes"] >= 8 * 120 * 2**20
+
+    sums = in_node1(lab_name, (
+        f"cd /run/cfs/pool && for i in $(seq 1 {FILES}); do "
+        f"head -c {FILE_MB}M /dev/urandom > f$i; done && sync && sha256sum f*"
+    ))  # fmt: skip
+    assert len(sums.splitlines()) == FILES
+
+    victims = [names[p] for p in providers[:KILLED]]
+    reader = subprocess.Popen(
+        [*lab_argv(lab_name), "exec", "--name", lab_name, "node1", "--", "sh", "-c",
+         "cd /run/cfs/pool && sha256sum f*"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for node in victims:
+        cut(lab_name, node, kill=True)
+    out, err = reader.communicate(timeout=900)
+    assert reader.returncode == 0 and out == sums, err[-2000:]
+
+    # Nobody does anything: the CFS notices, replaces, resilvers and releases on its own.
+    started = time.monotonic()
+    pool = wait_pool(
+        lab_name,
+        lambda p: (
+            healthy(p) and not set(victims) & {names.get(v["provider"]) for v in p["volumes"]}
+        ),
+        900,
+        "healed pool",
+    )
+    heal_s = time.monotonic() - started
+    assert in_node1(lab_name, "cd /run/cfs/pool && sha256sum f*") == sums
+    print(f"3 providers replaced, pool ONLINE again after {heal_s:.0f} s: {pool['healing'][-6:]}")
+
+    # Four at once: no replacement can rebuild anything; reads fail (EIO), never lie.
+    four = [names[v["provider"]] for v in pool["volumes"][:4]]
+    for node in four:
+        cut(lab_name, node, kill=False)
+    check = subprocess.run(
+        [*lab_argv(lab_name), "exec", "--name", lab_name, "node1", "--", "sh", "-c",
+         "cd /run/cfs/pool && sha256sum f*"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    right = set(sums.splitlines())
+    assert all(line in right for line in check.stdout.splitlines()), "a file read back wrong"
+    wait_pool(lab_name, lambda p: p.get("lost", 0) >= 4, 300, "4 lost volumes")
+    for node in four:
+        restore(lab_name, node)
+    wait_pool(lab_name, healthy, 600, "resumed pool")
+    assert in_node1(lab_name, "cd /run/cfs/pool && sha256sum f*") == sums
