@@ -78,6 +78,7 @@ ADAPTERS = [
     "rms/dht/service.py",  # the daemon's DHT: sockets per VPN address, control API lookups
     "rms/dht/control.py",
     "rms/dht/sim.py",  # the simulator: times its phases, prints a report
+    "rms/dht/swarm.py",  # many real nodes on loopback sockets: tests and bench/dht.py
     "rms/admission/server.py",
     "rms/admission/client.py",
     *(f"rms/entitlement/{m}.py" for m in ("state", "service", "control")),
