@@ -54,17 +54,17 @@ def entry_hash(entry: dict[str, Any]) -> bytes:
 
 @dataclass
 class Ledger:
-    """A verified chain, held in memory, for one node (`owner`, its public key)."""
+    """A verified chain for one node (`owner`, its public key). Only what verification needs
+    is held - count, last hash, receipt digests, totals - not the entries themselves (a year
+    of hourly receipts would be hundreds of MB); `rms.ledger.store` reads those from the file."""
 
     owner: bytes
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    receipts: list[rcpt.Receipt] = field(default_factory=list)
+    count: int = 0
+    head_hash: bytes = GENESIS
     digests: set[bytes] = field(default_factory=set)
-
-    @property
-    def head_hash(self) -> bytes:
-        """The hash of the last entry (all zeros when empty)."""
-        return bytes.fromhex(self.entries[-1]["hash"]) if self.entries else GENESIS
+    sums: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {r: dict.fromkeys(rcpt.RESOURCES, 0) for r in ("provided", "used")}
+    )
 
     def append(self, signed: object, now: int) -> dict[str, Any]:
         """Verify a receipt this node is party to and chain it; returns the new entry."""
@@ -74,7 +74,7 @@ class Ledger:
         if r.digest in self.digests:
             raise LedgerError("this receipt is already in the ledger (replayed)")
         entry: dict[str, Any] = {
-            "index": len(self.entries),
+            "index": self.count,
             "prev": self.head_hash.hex(),
             "recorded_at": now,
             "receipt": r.signed,
@@ -84,22 +84,20 @@ class Ledger:
         return entry
 
     def _take(self, entry: dict[str, Any], r: rcpt.Receipt) -> None:
-        self.entries.append(entry)
-        self.receipts.append(r)
+        self.count += 1
+        self.head_hash = bytes.fromhex(entry["hash"])
         self.digests.add(r.digest)
+        role = "provided" if r.role_of(self.owner) == "provider" else "used"
+        self.sums[role][r.resource] += r.amount
 
     def head(self, signer: Signer) -> dict[str, Any]:
         """The signed head the store keeps beside the file."""
-        body = {"count": len(self.entries), "hash": self.head_hash.hex()}
+        body = {"count": self.count, "hash": self.head_hash.hex()}
         return {**body, "node": signer.public_key.hex(), "sig": sign(signer, HEAD_DOMAIN, body)}
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Sums of what this node provided and used, per resource."""
-        out = {role: dict.fromkeys(rcpt.RESOURCES, 0) for role in ("provided", "used")}
-        for r in self.receipts:
-            role = "provided" if r.role_of(self.owner) == "provider" else "used"
-            out[role][r.resource] += r.amount
-        return out
+        return {role: dict(by_resource) for role, by_resource in self.sums.items()}
 
 
 def replay(owner: bytes, entries: Iterable[object]) -> Ledger:
@@ -148,10 +146,10 @@ def check_head(ledger: Ledger, head: object) -> None:
         raise LedgerError(str(e)) from None
     if node != ledger.owner or not verify(HEAD_DOMAIN, body, node, sig):
         raise LedgerError("the ledger head's signature does not hold: forged or altered")
-    if body["count"] > len(ledger.entries):
-        have = len(ledger.entries)
+    if body["count"] > ledger.count:
+        have = ledger.count
         raise LedgerError(f"the head counts {body['count']} entries, the file {have}: truncated")
-    if body["count"] < len(ledger.entries):
+    if body["count"] < ledger.count:
         raise LedgerError("entries after the signed head: appended behind the node's back")
     if body["hash"] != ledger.head_hash.hex():
         raise LedgerError("the last entry is not the one the head signed: rewritten")

@@ -20,8 +20,10 @@ import asyncio
 import json
 import os
 import time
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 from aiohttp import web
@@ -49,23 +51,73 @@ class LedgerStore:
         self._head_path = state_dir / HEAD_NAME
         self._identity = identity
         self.problem: str | None = None
+        self._offsets = array("q")  # where each entry's line starts in the file
+        self._size = 0  # bytes of the file that are verified entries
         self.ledger = self._load()
 
     def _load(self) -> Ledger:
         owner = self._identity.public_key
         try:
-            entries = _read_lines(self._path)
-            ledger = replay(owner, entries)
+            ledger = self._replay_file(owner)
             head = read_capped(self._head_path, MAX_LINE_BYTES)
-            if head is None and ledger.entries:
+            if head is None and ledger.count:
                 raise LedgerError("the signed head (ledger.head.json) is missing")
             if head is not None:
                 check_head(ledger, _json(head))
         except LedgerError as e:
             self.problem = f"ledger does not verify: {e}"
             log.error("ledger.damaged", reason=str(e))
+            self._offsets = array("q")
             return Ledger(owner)
         return ledger
+
+    def _replay_file(self, owner: bytes) -> Ledger:
+        """Stream the file line by line (never all of it in memory) through the chain check."""
+        try:
+            f = self._path.open("rb")
+        except FileNotFoundError:
+            return Ledger(owner)
+        with f:
+            if os.fstat(f.fileno()).st_size > MAX_LEDGER_BYTES:
+                raise LedgerError("the ledger is larger than 256 MiB")
+            ledger = replay(owner, self._lines(f))
+            self._size = f.tell()
+        return ledger
+
+    def _lines(self, f: BinaryIO) -> Iterator[object]:
+        number = 0
+        while True:
+            start = f.tell()
+            line = f.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            if not line.endswith(b"\n"):
+                cut = len(line) <= MAX_LINE_BYTES
+                reason = (
+                    "is cut short: a write was interrupted or the file cut"
+                    if cut
+                    else ("is larger than 16 KiB")
+                )
+                raise LedgerError(f"entry {number}: the line {reason}", number)
+            try:
+                value = _json(line)
+            except LedgerError as e:
+                raise LedgerError(f"entry {number}: {e}", number) from None
+            self._offsets.append(start)
+            number += 1
+            yield value
+
+    def page(self, offset: int, limit: int) -> list[object]:
+        """Entries offset .. offset + limit - 1, read back from the file."""
+        starts = self._offsets[offset : offset + limit]
+        if not starts:
+            return []
+        try:
+            with self._path.open("rb") as f:
+                f.seek(starts[0])
+                return [json.loads(f.readline(MAX_LINE_BYTES + 1)) for _ in starts]
+        except (OSError, ValueError, RecursionError):
+            raise LedgerError("the ledger file changed under the daemon: restart it") from None
 
     def record(self, signed: object, now: int) -> dict[str, Any]:
         """Verify and append a receipt; LedgerError (or ReceiptError) when refused."""
@@ -78,6 +130,8 @@ class LedgerStore:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        self._offsets.append(self._size)
+        self._size += len(line)
         write_atomic(self._head_path, json.dumps(self.ledger.head(self._identity)).encode())
         log.info(
             "ledger.recorded", index=entry["index"], resource=entry["receipt"]["body"]["resource"]
@@ -94,7 +148,7 @@ class LedgerStore:
     def summary(self) -> dict[str, Any]:
         """Count, head, whether it verified, and totals provided/used."""
         return {
-            "count": len(self.ledger.entries),
+            "count": self.ledger.count,
             "head": self.ledger.head_hash.hex(),
             "verified": self.problem is None,
             "problem": self.problem,
@@ -109,23 +163,6 @@ def _json(data: bytes) -> object:
         return json.loads(data)
     except (ValueError, RecursionError):
         raise LedgerError("a ledger line is not JSON") from None
-
-
-def _read_lines(path: Path) -> list[object]:
-    data = read_capped(path, MAX_LEDGER_BYTES)
-    if data is None:
-        return []
-    if len(data) > MAX_LEDGER_BYTES:
-        raise LedgerError("the ledger is larger than 256 MiB")
-    if data and not data.endswith(b"\n"):
-        raise LedgerError("the last line is cut short: a write was interrupted or the file cut")
-    out: list[object] = []
-    for number, line in enumerate(data.splitlines()):
-        try:
-            out.append(_json(line))
-        except LedgerError as e:
-            raise LedgerError(f"entry {number}: {e}", number) from None
-    return out
 
 
 MAX_PAGE = 1000
@@ -145,7 +182,10 @@ def routes(store: LedgerStore) -> list[web.RouteDef]:
     async def get_ledger(request: web.Request) -> web.Response:
         offset = _int_query(request, "offset", 0, 2**31)
         limit = _int_query(request, "limit", 100, MAX_PAGE)
-        entries = store.ledger.entries[offset : offset + limit]
+        try:
+            entries = store.page(offset, limit)
+        except LedgerError as e:
+            raise web.HTTPConflict(text=str(e)) from None
         return web.json_response({**store.summary(), "offset": offset, "entries": entries})
 
     async def sign(request: web.Request) -> web.Response:

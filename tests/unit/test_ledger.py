@@ -111,17 +111,17 @@ def test_an_oversized_receipt_is_refused() -> None:
         rcpt.check(signed)
 
 
-def chain(n: int = 4) -> Ledger:
-    ledger = Ledger(ME.public_key)
+def chain(n: int = 4) -> tuple[Ledger, list[dict[str, Any]]]:
+    ledger, entries = Ledger(ME.public_key), []
     for i in range(n):
         provider, consumer = (ME, PEER) if i % 2 == 0 else (OTHER, ME)
-        ledger.append(receipt(provider, consumer, serial=i), now=1000 + i)
-    return ledger
+        entries.append(ledger.append(receipt(provider, consumer, serial=i), now=1000 + i))
+    return ledger, entries
 
 
 def test_the_chain_replays_and_totals_add_up() -> None:
-    ledger = chain()
-    again = replay(ME.public_key, json.loads(json.dumps(ledger.entries)))
+    ledger, entries = chain()
+    again = replay(ME.public_key, json.loads(json.dumps(entries)))
     assert again.head_hash == ledger.head_hash
     hour = 8 * 2**30 * HOUR
     assert ledger.totals()["provided"]["storage"] == 2 * hour
@@ -130,7 +130,7 @@ def test_the_chain_replays_and_totals_add_up() -> None:
 
 
 def test_a_replayed_receipt_is_refused() -> None:
-    ledger = chain(1)
+    ledger, _ = chain(1)
     with pytest.raises(LedgerError, match="replayed"):
         ledger.append(receipt(serial=0), now=5)
 
@@ -141,7 +141,7 @@ def test_a_receipt_the_node_is_not_party_to_is_refused() -> None:
 
 
 def test_an_altered_entry_is_found() -> None:
-    entries = copy.deepcopy(chain().entries)
+    entries = copy.deepcopy(chain()[1])
     entries[1]["recorded_at"] += 1
     with pytest.raises(LedgerError, match=r"entry 1: .*altered") as e:
         replay(ME.public_key, entries)
@@ -149,7 +149,7 @@ def test_an_altered_entry_is_found() -> None:
 
 
 def test_an_altered_receipt_with_a_recomputed_hash_is_found() -> None:
-    entries = copy.deepcopy(chain().entries)
+    entries = copy.deepcopy(chain()[1])
     entries[2]["receipt"]["body"]["amount"] = 1
     entries[2]["hash"] = entry_hash(entries[2]).hex()
     with pytest.raises(LedgerError, match="entry 2"):
@@ -157,29 +157,29 @@ def test_an_altered_receipt_with_a_recomputed_hash_is_found() -> None:
 
 
 def test_a_removed_entry_is_found() -> None:
-    entries = copy.deepcopy(chain().entries)
+    entries = copy.deepcopy(chain()[1])
     del entries[1]
     with pytest.raises(LedgerError, match=r"entry 1: .*removed"):
         replay(ME.public_key, entries)
 
 
 def test_reordered_entries_are_found() -> None:
-    entries = copy.deepcopy(chain().entries)
+    entries = copy.deepcopy(chain()[1])
     entries[1], entries[2] = entries[2], entries[1]
     with pytest.raises(LedgerError, match="reordered"):
         replay(ME.public_key, entries)
 
 
 def test_a_truncated_tail_is_found_by_the_head() -> None:
-    full = chain()
+    full, entries = chain()
     head = full.head(ME)
-    cut = replay(ME.public_key, full.entries[:3])
+    cut = replay(ME.public_key, entries[:3])
     with pytest.raises(LedgerError, match="truncated"):
         check_head(cut, head)
 
 
 def test_a_forged_head_is_refused() -> None:
-    full = chain()
+    full, _ = chain()
     forged = full.head(OTHER)
     with pytest.raises(LedgerError, match="forged"):
         check_head(full, forged)
@@ -208,7 +208,9 @@ def store_with(tmp_path: Path, n: int) -> LedgerStore:
 def test_the_store_reloads_a_verified_ledger(tmp_path: Path) -> None:
     store_with(tmp_path, 3)
     again = LedgerStore(tmp_path, ME)
-    assert again.problem is None and len(again.ledger.entries) == 3
+    assert again.problem is None and again.ledger.count == 3
+    assert [e["index"] for e in again.page(1, 5)] == [1, 2]  # type: ignore[index]
+    assert again.page(7, 5) == []
     assert (tmp_path / LEDGER_NAME).stat().st_mode & 0o777 == 0o600
 
 
