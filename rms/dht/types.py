@@ -86,7 +86,6 @@ class DhtConfig:
     relay_rate: float = 10.0  # relayed requests per second per origin
     max_pending: int = 1024  # outstanding requests of ours
     max_relays: int = 2  # relays on a path: origin -> r1 -> r2 -> target
-    verify_cache: int = 0  # simulator only: remember this many verified datagrams
     puzzle_bits: int = field(default=-1)  # -1: take policy.dht_puzzle_bits
 
     @property

@@ -1,10 +1,15 @@
-"""The lookup's request window: alpha near the target, one at a time far from it."""
+"""The lookup's request window (alpha near the target, one at a time far from it) and the
+far-bucket refreshes of a join."""
 
 from __future__ import annotations
 
+import random
+
 from rms.dht.lookup import Lookup
-from rms.dht.routing import RoutingTable, distance
+from rms.dht.node import DhtNode
+from rms.dht.routing import RoutingTable, bucket_index, distance
 from rms.dht.types import Address, Contact
+from tests.unit.dht_support import Net, make_node
 
 TARGET = bytes(32)
 
@@ -65,3 +70,24 @@ def test_near_radius_is_the_distance_to_the_kth_closest_contact() -> None:
     for c in contacts:
         table.add(c, 1.0)
     assert table.near_radius() == distance(contacts[3].node_id, TARGET)
+
+
+def join_all(count: int, join_refresh_below: int = 1) -> tuple[list[DhtNode], Net]:
+    nodes = [make_node(i, join_refresh_below=join_refresh_below) for i in range(count)]
+    net = Net(nodes)
+    for i, node in enumerate(nodes[1:], 1):
+        seed = nodes[random.Random(i).randrange(i)]
+        net.run(node, node.bootstrap([(seed.key, seed.config.addresses)], net.now))
+    return nodes, net
+
+
+def test_a_join_refreshes_only_the_far_buckets_its_own_lookup_left_empty() -> None:
+    nodes, lean = join_all(30)  # join_refresh_below = 1: empty buckets only
+    _, full = join_all(30, join_refresh_below=20)  # every far bucket, as the paper does
+    assert lean.sent < full.sent
+    for node in nodes[1:]:
+        closest = node.table.closest(node.node_id, 1)
+        nearest = bucket_index(node.node_id, closest[0].node_id)
+        # Every bucket further than the closest neighbour holds someone, refreshed or not.
+        far = [i for i in range(nearest) if node.table.buckets[i].contacts]
+        assert len(far) >= nearest // 2, (nearest, far)
