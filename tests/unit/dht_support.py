@@ -64,3 +64,13 @@ class Net:
             if shared is None:
                 continue
             queue += [(dst, o) for o in dst.datagram_received(out.data, shared.sock, now)]
+
+
+def joined(count: int, join_refresh_below: int = 1) -> tuple[list[DhtNode], Net]:
+    """`count` nodes, each joined through one earlier node picked by a seeded draw."""
+    nodes = [make_node(i, join_refresh_below=join_refresh_below) for i in range(count)]
+    net = Net(nodes)
+    for i, node in enumerate(nodes[1:], 1):
+        seed = nodes[random.Random(i).randrange(i)]
+        net.run(node, node.bootstrap([(seed.key, seed.config.addresses)], net.now))
+    return nodes, net

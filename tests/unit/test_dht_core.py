@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 from rms.dht.records import PEER, parse_record, peer_fields, peer_key, provider_fields
 from rms.dht.routing import bucket_index, distance
-from tests.unit.dht_support import NOW, VPN, Net, make_node
-
-
-def joined(count: int) -> tuple[list, Net]:  # type: ignore[type-arg]
-    nodes = [make_node(i) for i in range(count)]
-    net = Net(nodes)
-    for i, node in enumerate(nodes[1:], 1):
-        seed = nodes[random.Random(i).randrange(i)]
-        net.run(node, node.bootstrap([(seed.key, seed.config.addresses)], net.now))
-    return nodes, net
+from tests.unit.dht_support import NOW, VPN, joined
 
 
 def test_join_fills_routing_tables_with_proven_contacts() -> None:

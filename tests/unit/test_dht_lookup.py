@@ -3,13 +3,10 @@ far-bucket refreshes of a join."""
 
 from __future__ import annotations
 
-import random
-
 from rms.dht.lookup import Lookup
-from rms.dht.node import DhtNode
 from rms.dht.routing import RoutingTable, bucket_index, distance
 from rms.dht.types import Address, Contact
-from tests.unit.dht_support import Net, make_node
+from tests.unit.dht_support import joined
 
 TARGET = bytes(32)
 
@@ -72,18 +69,9 @@ def test_near_radius_is_the_distance_to_the_kth_closest_contact() -> None:
     assert table.near_radius() == distance(contacts[3].node_id, TARGET)
 
 
-def join_all(count: int, join_refresh_below: int = 1) -> tuple[list[DhtNode], Net]:
-    nodes = [make_node(i, join_refresh_below=join_refresh_below) for i in range(count)]
-    net = Net(nodes)
-    for i, node in enumerate(nodes[1:], 1):
-        seed = nodes[random.Random(i).randrange(i)]
-        net.run(node, node.bootstrap([(seed.key, seed.config.addresses)], net.now))
-    return nodes, net
-
-
 def test_a_join_refreshes_only_the_far_buckets_its_own_lookup_left_empty() -> None:
-    nodes, lean = join_all(30)  # join_refresh_below = 1: empty buckets only
-    _, full = join_all(30, join_refresh_below=20)  # every far bucket, as the paper does
+    nodes, lean = joined(30)  # join_refresh_below = 1: empty buckets only
+    _, full = joined(30, join_refresh_below=20)  # every far bucket, as the paper does
     assert lean.sent < full.sent
     for node in nodes[1:]:
         closest = node.table.closest(node.node_id, 1)
