@@ -197,6 +197,38 @@ def render_entitlement(value: Any) -> list[str]:
     return lines
 
 
+def render_ledger(value: Any) -> list[str]:
+    """Receipts kept, whether they verify, and what they add up to."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    totals = _mapping(value.get("totals"))
+    verified = "verifies" if value.get("verified") else f"does not verify: {value.get('problem')}"
+    lines = [f"  {value.get('count', 0)} receipts; the ledger {verified}"]
+    for role in ("provided", "used"):
+        sums = _mapping(totals.get(role))
+        storage, cpu = sums.get("storage", 0), sums.get("cpu", 0)
+        if isinstance(storage, int) and isinstance(cpu, int):
+            hours = f"{storage / 3600 / (1 << 30):.2f} GiB-hours, {cpu / 3_600_000:.2f} core-hours"
+            lines.append(f"  {role:<9} {hours}")
+    return lines
+
+
+def render_audits(value: Any) -> list[str]:
+    """This node's standing and what it knows of other providers."""
+    if not isinstance(value, dict):
+        return render_section(value)
+    own = _mapping(value.get("own"))
+    return [
+        f"  this node  {own.get('standing', '?')} (score {own.get('score', '?')})",
+        f"  providers  {value.get('providers', 0)} known, {value.get('warned', 0)} warned, "
+        f"{value.get('penalised', 0)} penalised; {value.get('reports', 0)} reports kept",
+    ]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _size(value: Any) -> str:
     return format_size(value) if isinstance(value, int) and value >= 0 else "?"
 
@@ -211,6 +243,8 @@ SECTION_RENDERERS = {
     "pool": render_pool,
     "volumes": render_volumes,
     "entitlement": render_entitlement,
+    "ledger": render_ledger,
+    "audits": render_audits,
 }
 
 

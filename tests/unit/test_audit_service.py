@@ -10,6 +10,7 @@ import pytest
 
 from rms.audit import report as rep
 from rms.audit.service import AUDITS_NAME, AuditService
+from rms.cli.status import render_audits, render_entitlement
 from rms.config import Config, ContributionSection, NodeSection
 from rms.entitlement.service import EntitlementService
 from rms.identity import NodeIdentity
@@ -111,3 +112,16 @@ def test_the_history_file_is_compacted(tmp_path: Path, monkeypatch: pytest.Monke
     lines = (tmp_path / AUDITS_NAME).read_bytes().splitlines()
     assert len(lines) <= 10
     assert json.loads(lines[-1])["body"]["round"] == 11
+
+
+def test_rms_status_renders_the_audits_and_entitlement(tmp_path: Path) -> None:
+    clock = Clock()
+    audits = service(tmp_path, clock)
+    for c in CLIENTS[:2]:
+        audits.receive(about_me(c, 1, 16, clock.now))
+    lines = render_audits(audits.summary())
+    assert lines[0].startswith("  this node  warned (score")
+    assert lines[1] == "  providers  1 known, 1 warned, 0 penalised; 2 reports kept"
+    shown = render_entitlement(audits.entitlement.snapshot())
+    assert shown[2] == "  entitlement   4.0 GiB storage, 0 cores CPU (ratio 0.4)"
+    assert shown[-1] == "  policy        built-in defaults"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rms.cli.status import render_ledger
 from rms.identity import NodeIdentity
 from rms.ledger import receipt as rcpt
 from rms.ledger.chain import Ledger, LedgerError, check_head, entry_hash, replay
@@ -266,3 +267,12 @@ def test_a_signature_has_one_spelling(spelling: Any) -> None:
     signed["consumer_sig"] = spelling(signed["consumer_sig"])
     with pytest.raises(ReceiptError, match="lower-case hex"):
         rcpt.check(signed)
+
+
+def test_rms_status_renders_the_ledger(tmp_path: Path) -> None:
+    store = store_with(tmp_path, 2)
+    lines = render_ledger(store.summary())
+    assert lines[0] == "  2 receipts; the ledger verifies"
+    assert lines[1].startswith("  provided  16.00 GiB-hours")
+    odd = render_ledger({"verified": False, "problem": "x", "totals": "junk"})
+    assert odd[0] == "  0 receipts; the ledger does not verify: x"
