@@ -115,7 +115,7 @@ class TgtSection:
     log_dir: Path = Path("/var/log/volume-provider")
 
     def __post_init__(self) -> None:
-        require(1 <= self.control_port <= 65535, "tgt.control_port must be in 1..65535")
+        require(1 <= self.control_port <= 32767, "tgt.control_port must be in 1..32767 (tgtd -C)")
         try:
             Endpoint.parse(self.portal)
         except ValueError as e:

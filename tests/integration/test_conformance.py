@@ -103,7 +103,7 @@ async def provider_volume(
 async def test_the_provider_export_passes_what_bare_tgt_passes(tmp_path: Path) -> None:
     write_key(tmp_path / "state", b"Q" * 32)
     provider, client = NodeIdentity.from_seed(b"Q" * 32), NodeIdentity.from_seed(b"R" * 32)
-    control = 41000 + os.getpid() % 9000 * 2  # tgtd control sockets: clear of the other tests
+    control = 31000 + os.getpid() % 800 * 2  # tgtd -C takes at most 32767; clear of others
     with two_namespaces("k") as (pns, cns):
         async with rms_side(tmp_path, provider, client) as (side, sock):
             # A long lease: the suite must not outlive it (no renewals in this test).

@@ -83,7 +83,7 @@ async def test_a_volume_from_offer_to_wipe(tmp_path: Path) -> None:
     write_key(tmp_path / "state", PROVIDER_SEED)
     provider = NodeIdentity.from_seed(PROVIDER_SEED)
     client = NodeIdentity.from_seed(CLIENT_SEED)
-    control = 41000 + os.getpid() % 9000 * 2  # tgtd control sockets: clear of the other tests
+    control = 31000 + os.getpid() % 800 * 2  # tgtd -C takes at most 32767; clear of others
     log = tmp_path / "provider.log"
     with two_namespaces("a") as (pns, cns):
         async with rms_side(tmp_path, provider, client) as (side, sock):

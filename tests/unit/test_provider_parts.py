@@ -65,6 +65,7 @@ def test_names_become_the_uuids_the_rms_derives() -> None:
         {"provider": {"nonsense": 1}},
         {"tgt": {"portal": "::1:3260"}},
         {"tgt": {"control_port": 70000}},
+        {"tgt": {"control_port": 32768}},  # tgtd refuses it
         {"elsewhere": {}},
     ],
 )
