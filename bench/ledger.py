@@ -13,14 +13,13 @@ last line of output is one JSON object; the exit code never depends on the figur
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from nacl.signing import VerifyKey
+from wire import timed  # bench/wire.py: the same best-of timing, gc off
 
 from rms.identity import NodeIdentity
 from rms.ledger import receipt as rcpt
@@ -44,18 +43,6 @@ def build(entries: int) -> list[bytes]:
         entry = ledger.append(signed, now=1_700_003_600)
         lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode())
     return lines
-
-
-def timed(run: Callable[[], int]) -> float:
-    """Operations per second of `run`, which returns how many it did."""
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        done = run()
-        elapsed = time.perf_counter() - start
-    finally:
-        gc.enable()
-    return done / max(elapsed, 1e-9)
 
 
 def ours(lines: list[bytes]) -> int:

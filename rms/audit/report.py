@@ -30,18 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rms.ledger.canonical import (
-    KEY_BYTES,
-    SIG_BYTES,
-    DocumentError,
-    canonical,
-    exact_keys,
-    hex_bytes,
-    sign,
-    text,
-    verify,
-    whole,
-)
+from rms.ledger import canonical as cj
 from rms.wire.envelope import Signer
 
 FORMAT = "truecloud-audit/1"
@@ -53,7 +42,7 @@ FUTURE_SLACK_S = 300  # reports dated further ahead than this are refused
 BODY_KEYS = {"format", "auditor", "provider", "lease", "round", "at", "kind", "checked", "failed"}
 
 
-class ReportError(DocumentError):
+class ReportError(cj.DocumentError):
     """A report that is malformed, oversized, forged or from the future."""
 
 
@@ -95,7 +84,7 @@ def sign_report(body: dict[str, Any], signer: Signer) -> dict[str, Any]:
     auditor, _ = _fields(body)
     if auditor != signer.public_key:
         raise ReportError("only the auditor named in a report may sign it")
-    return {"body": body, "sig": sign(signer, DOMAIN, body)}
+    return {"body": body, "sig": cj.sign(signer, DOMAIN, body)}
 
 
 def check(signed: object, now: float) -> AuditReport:
@@ -103,17 +92,17 @@ def check(signed: object, now: float) -> AuditReport:
     if not isinstance(signed, dict):
         raise ReportError("a report must be an object")
     try:
-        exact_keys(signed, {"body", "sig"}, "report")
-        if len(canonical(signed)) > MAX_REPORT_BYTES:
+        cj.exact_keys(signed, {"body", "sig"}, "report")
+        if len(cj.canonical(signed)) > MAX_REPORT_BYTES:
             raise ReportError(f"a report is at most {MAX_REPORT_BYTES} bytes")
         auditor, provider = _fields(signed["body"])
-        sig = hex_bytes(signed["sig"], SIG_BYTES, "sig")
+        sig = cj.hex_bytes(signed["sig"], cj.SIG_BYTES, "sig")
     except ReportError:
         raise
-    except DocumentError as e:
+    except cj.DocumentError as e:
         raise ReportError(str(e)) from None
     body = signed["body"]
-    if not verify(DOMAIN, body, auditor, sig):
+    if not cj.verify(DOMAIN, body, auditor, sig):
         raise ReportError("the auditor's signature does not hold: forged or altered")
     if body["at"] > now + FUTURE_SLACK_S:
         raise ReportError("the report is dated in the future")
@@ -127,15 +116,15 @@ def _fields(body: object) -> tuple[bytes, bytes]:
     if not isinstance(body, dict):
         raise ReportError("a report body must be an object")
     try:
-        exact_keys(body, BODY_KEYS, "report body")
-        auditor = hex_bytes(body["auditor"], KEY_BYTES, "auditor")
-        provider = hex_bytes(body["provider"], KEY_BYTES, "provider")
-        lease = text(body["lease"], "lease", 128)
-        whole(body["round"], "round")
-        whole(body["at"], "at", high=2**40)
-        checked = whole(body["checked"], "checked", high=MAX_CHECKED)
-        failed = whole(body["failed"], "failed", high=MAX_CHECKED)
-    except DocumentError as e:
+        cj.exact_keys(body, BODY_KEYS, "report body")
+        auditor = cj.hex_bytes(body["auditor"], cj.KEY_BYTES, "auditor")
+        provider = cj.hex_bytes(body["provider"], cj.KEY_BYTES, "provider")
+        lease = cj.text(body["lease"], "lease", 128)
+        cj.whole(body["round"], "round")
+        cj.whole(body["at"], "at", high=2**40)
+        checked = cj.whole(body["checked"], "checked", high=MAX_CHECKED)
+        failed = cj.whole(body["failed"], "failed", high=MAX_CHECKED)
+    except cj.DocumentError as e:
         raise ReportError(str(e)) from None
     if body["format"] != FORMAT or body["kind"] not in KINDS:
         raise ReportError(f"format must be {FORMAT} and kind one of {', '.join(KINDS)}")

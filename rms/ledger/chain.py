@@ -18,18 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rms.ledger import canonical as cj
 from rms.ledger import receipt as rcpt
-from rms.ledger.canonical import (
-    KEY_BYTES,
-    SIG_BYTES,
-    DocumentError,
-    canonical,
-    exact_keys,
-    hex_bytes,
-    sign,
-    verify,
-    whole,
-)
 from rms.wire.envelope import Signer
 
 ENTRY_DOMAIN = b"truecloud ledger v1\x00"
@@ -38,7 +28,7 @@ GENESIS = bytes(32)
 ENTRY_KEYS = {"index", "prev", "recorded_at", "receipt", "hash"}
 
 
-class LedgerError(DocumentError):
+class LedgerError(cj.DocumentError):
     """A ledger entry or head that does not hold; `index` is the first bad entry."""
 
     def __init__(self, message: str, index: int | None = None) -> None:
@@ -49,7 +39,7 @@ class LedgerError(DocumentError):
 def entry_hash(entry: dict[str, Any]) -> bytes:
     """The hash an entry must carry: over everything but its `hash` field."""
     unhashed = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(ENTRY_DOMAIN + canonical(unhashed)).digest()
+    return hashlib.sha256(ENTRY_DOMAIN + cj.canonical(unhashed)).digest()
 
 
 @dataclass
@@ -93,7 +83,7 @@ class Ledger:
     def head(self, signer: Signer) -> dict[str, Any]:
         """The signed head the store keeps beside the file."""
         body = {"count": self.count, "hash": self.head_hash.hex()}
-        return {**body, "node": signer.public_key.hex(), "sig": sign(signer, HEAD_DOMAIN, body)}
+        return {**body, "node": signer.public_key.hex(), "sig": cj.sign(signer, HEAD_DOMAIN, body)}
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Sums of what this node provided and used, per resource."""
@@ -106,7 +96,7 @@ def replay(owner: bytes, entries: Iterable[object]) -> Ledger:
     for position, entry in enumerate(entries):
         try:
             checked, r = _check_entry(ledger, position, entry)
-        except DocumentError as e:
+        except cj.DocumentError as e:
             raise LedgerError(f"entry {position}: {e}", position) from None
         ledger._take(checked, r)
     return ledger
@@ -117,13 +107,13 @@ def _check_entry(
 ) -> tuple[dict[str, Any], rcpt.Receipt]:
     if not isinstance(entry, dict):
         raise LedgerError("not an object")
-    exact_keys(entry, ENTRY_KEYS, "entry")
-    if whole(entry["index"], "index") != position:
+    cj.exact_keys(entry, ENTRY_KEYS, "entry")
+    if cj.whole(entry["index"], "index") != position:
         raise LedgerError(f"index {entry['index']} where {position} belongs: reordered or removed")
-    whole(entry["recorded_at"], "recorded_at")
-    if hex_bytes(entry["prev"], 32, "prev") != ledger.head_hash:
+    cj.whole(entry["recorded_at"], "recorded_at")
+    if cj.hex_bytes(entry["prev"], 32, "prev") != ledger.head_hash:
         raise LedgerError("does not follow the entry before it: removed or reordered")
-    if hex_bytes(entry["hash"], 32, "hash") != entry_hash(entry):
+    if cj.hex_bytes(entry["hash"], 32, "hash") != entry_hash(entry):
         raise LedgerError("its hash does not match its content: altered")
     r = rcpt.check(entry["receipt"])
     if r.role_of(ledger.owner) is None:
@@ -138,13 +128,13 @@ def check_head(ledger: Ledger, head: object) -> None:
     if not isinstance(head, dict):
         raise LedgerError("the ledger head is not an object")
     try:
-        exact_keys(head, {"count", "hash", "node", "sig"}, "ledger head")
-        body = {"count": whole(head["count"], "count"), "hash": head["hash"]}
-        node = hex_bytes(head["node"], KEY_BYTES, "node")
-        sig = hex_bytes(head["sig"], SIG_BYTES, "sig")
-    except DocumentError as e:
+        cj.exact_keys(head, {"count", "hash", "node", "sig"}, "ledger head")
+        body = {"count": cj.whole(head["count"], "count"), "hash": head["hash"]}
+        node = cj.hex_bytes(head["node"], cj.KEY_BYTES, "node")
+        sig = cj.hex_bytes(head["sig"], cj.SIG_BYTES, "sig")
+    except cj.DocumentError as e:
         raise LedgerError(str(e)) from None
-    if node != ledger.owner or not verify(HEAD_DOMAIN, body, node, sig):
+    if node != ledger.owner or not cj.verify(HEAD_DOMAIN, body, node, sig):
         raise LedgerError("the ledger head's signature does not hold: forged or altered")
     if body["count"] > ledger.count:
         have = ledger.count
