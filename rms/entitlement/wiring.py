@@ -18,5 +18,5 @@ def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) ->
     state_dir = config.node.state_dir
     entitlement = EntitlementService(config)
     attach_entitlement(entitlement, daemon)
-    attach_ledger(LedgerStore(state_dir, identity), daemon)
+    attach_ledger(LedgerStore(state_dir, identity, load=False), daemon)
     attach_audits(AuditService(state_dir, identity, entitlement), daemon)

@@ -43,17 +43,35 @@ MAX_LINE_BYTES = 16 * 1024
 log = structlog.get_logger("rms.ledger")
 
 
+class LedgerBusy(LedgerError):
+    """The ledger is still being verified after a start."""
+
+
 class LedgerStore:
     """The node's ledger, verified on load, appended to as receipts arrive."""
 
-    def __init__(self, state_dir: Path, identity: NodeIdentity) -> None:
+    def __init__(self, state_dir: Path, identity: NodeIdentity, *, load: bool = True) -> None:
         self._path = state_dir / LEDGER_NAME
         self._head_path = state_dir / HEAD_NAME
         self._identity = identity
         self.problem: str | None = None
         self._offsets = array("q")  # where each entry's line starts in the file
         self._size = 0  # bytes of the file that are verified entries
-        self.ledger = self._load()
+        self.ledger = Ledger(identity.public_key)
+        self.loaded = False
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Verify the whole file (a year of receipts takes some seconds: the daemon runs this
+        in a worker thread, and the ledger answers "busy" until it is done)."""
+        ledger = self._load()
+        self.ledger, self.loaded = ledger, True
+
+    async def run(self) -> None:
+        """The daemon task: load off the event loop, then nothing more to do."""
+        await asyncio.to_thread(self.load)
+        log.info("ledger.loaded", entries=self.ledger.count, verified=self.problem is None)
 
     def _load(self) -> Ledger:
         owner = self._identity.public_key
@@ -110,7 +128,7 @@ class LedgerStore:
     def page(self, offset: int, limit: int) -> list[object]:
         """Entries offset .. offset + limit - 1, read back from the file."""
         starts = self._offsets[offset : offset + limit]
-        if not starts:
+        if not self.loaded or not starts:
             return []
         try:
             with self._path.open("rb") as f:
@@ -121,6 +139,8 @@ class LedgerStore:
 
     def record(self, signed: object, now: int) -> dict[str, Any]:
         """Verify and append a receipt; LedgerError (or ReceiptError) when refused."""
+        if not self.loaded:
+            raise LedgerBusy("the ledger is still being verified: try again in a moment")
         if self.problem is not None:
             raise LedgerError(f"{self.problem}; nothing is recorded until it is repaired")
         entry = self.ledger.append(signed, now)
@@ -150,7 +170,7 @@ class LedgerStore:
         return {
             "count": self.ledger.count,
             "head": self.ledger.head_hash.hex(),
-            "verified": self.problem is None,
+            "verified": self.problem is None if self.loaded else None,  # None: verifying
             "problem": self.problem,
             "totals": self.ledger.totals(),
         }
@@ -204,6 +224,8 @@ def routes(store: LedgerStore) -> list[web.RouteDef]:
                 entry = await asyncio.to_thread(store.record, value, int(time.time()))
         except ReceiptError as e:
             raise web.HTTPBadRequest(text=str(e)) from None
+        except LedgerBusy as e:
+            raise web.HTTPServiceUnavailable(text=str(e)) from None
         except LedgerError as e:
             raise web.HTTPConflict(text=str(e)) from None
         return web.json_response({"entry": entry})
@@ -219,4 +241,5 @@ def attach(store: LedgerStore, daemon: Daemon) -> None:
     """Add the ledger's status section, its health check and its routes to the daemon."""
     daemon.board.add_section("ledger", store.summary)
     daemon.board.add_check("ledger", lambda: store.problem)
+    daemon.add_service("ledger", store.run)
     daemon.add_routes(routes(store))

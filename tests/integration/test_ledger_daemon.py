@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -72,6 +73,9 @@ def test_an_altered_ledger_degrades_the_node_after_restart(daemon: RunningDaemon
     path.write_bytes(lines[0] + lines[2])
     again = launch(daemon.env, daemon.notify)
     try:
+        deadline = time.monotonic() + 20  # the ledger is verified in a worker after READY
+        while call(again, "/v1/ledger")["verified"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         result = again.rms("status", "--json")
         assert result.returncode == 1
         status = json.loads(result.stdout)

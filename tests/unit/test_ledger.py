@@ -14,7 +14,7 @@ from rms.identity import NodeIdentity
 from rms.ledger import receipt as rcpt
 from rms.ledger.chain import Ledger, LedgerError, check_head, entry_hash, replay
 from rms.ledger.receipt import ReceiptError
-from rms.ledger.store import HEAD_NAME, LEDGER_NAME, LedgerStore
+from rms.ledger.store import HEAD_NAME, LEDGER_NAME, LedgerBusy, LedgerStore
 
 ME, PEER, OTHER, THIRD = (NodeIdentity.from_seed(bytes([i]) * 32) for i in (11, 12, 13, 14))
 HOUR = 3600
@@ -276,3 +276,14 @@ def test_rms_status_renders_the_ledger(tmp_path: Path) -> None:
     assert lines[1].startswith("  provided  16.00 GiB-hours")
     odd = render_ledger({"verified": False, "problem": "x", "totals": "junk"})
     assert odd[0] == "  0 receipts; the ledger does not verify: x"
+
+
+def test_until_loaded_the_store_is_busy_not_wrong(tmp_path: Path) -> None:
+    store_with(tmp_path, 2)
+    lazy = LedgerStore(tmp_path, ME, load=False)
+    assert lazy.summary()["verified"] is None and lazy.page(0, 5) == []
+    with pytest.raises(LedgerBusy):
+        lazy.record(receipt(serial=7), now=300)
+    lazy.load()
+    assert lazy.summary()["verified"] is True and lazy.ledger.count == 2
+    assert lazy.record(receipt(serial=7), now=300)["index"] == 2
