@@ -203,6 +203,8 @@ def render_ledger(value: Any) -> list[str]:
         return render_section(value)
     totals = _mapping(value.get("totals"))
     verified = "verifies" if value.get("verified") else f"does not verify: {value.get('problem')}"
+    if value.get("verified") is None:
+        verified = "is being verified"
     lines = [f"  {value.get('count', 0)} receipts; the ledger {verified}"]
     for role in ("provided", "used"):
         sums = _mapping(totals.get(role))

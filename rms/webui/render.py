@@ -212,6 +212,12 @@ def audit_section(audits: dict[str, Any]) -> str:
     return _section("audits", head + table)
 
 
+def _ledger_state(ledger: dict[str, Any]) -> str:
+    if ledger.get("verified") is None:
+        return "is being verified"
+    return "verifies" if ledger.get("verified") else f"does not verify: {ledger.get('problem')}"
+
+
 def ledger_section(ledger: object) -> str:
     """What the signed receipts say this node provided and used, and whether they verify."""
     if not isinstance(ledger, dict):
@@ -229,7 +235,7 @@ def ledger_section(ledger: object) -> str:
         return f"{value / 3_600_000:.2f} core-hours"
 
     rows = [[r, amount(provided, r), amount(used, r)] for r in ("storage", "cpu")]
-    state = "verifies" if ledger.get("verified") else f"does not verify: {ledger.get('problem')}"
+    state = _ledger_state(ledger)
     head = f"<p>{_e(ledger.get('count', 0))} receipts; the ledger {_e(state)}.</p>"
     table = _table("Signed usage receipts", ["Resource", "Provided", "Used"], rows, "")
     return _section("ledger", head + table)

@@ -63,3 +63,9 @@ def test_the_ledger_section_states_totals_and_verification() -> None:
     page = render.home({"ledger": ledger}, {}, "c", None)
     assert "3.00 GiB-hours" in page and "2.00 core-hours" in page and "unknown" in page
     assert "does not verify: entry 1: altered" in page
+
+
+def test_a_ledger_being_verified_says_so() -> None:
+    assert "the ledger is being verified" in render.home(
+        {"ledger": {"verified": None}}, {}, "c", None
+    )
