@@ -103,6 +103,7 @@ class RmsVolumeSource:
         self._offers: dict[str, Offer] = {}
         self._ports: set[int] = set()
         self.dropped = 0
+        self.unreachable = 0
 
     async def offers(self, size: int) -> list[Candidate]:
         """Broadcast a request for one volume of `size` and collect the offers."""
@@ -116,14 +117,22 @@ class RmsVolumeSource:
         except (ControlError, DaemonUnavailable, KeyError) as e:
             raise VolumeError(f"asking the cloud for volumes failed: {e}") from None
         public = public_addresses(status) if self.distinct_blocks else {}
+        mine = own_addresses(status)
         found = []
         for raw in list(answers.get("answers", []))[:MAX_ANSWERS]:
             offer = parse_answer(raw)
             if offer is None or offer.terms.size < size:
                 self.dropped += 1
-                continue
-            found.append(self._candidate(offer, public))
-        log.info("cfs.offers", size=size, offers=len(found), dropped=self.dropped)
+            elif pick_endpoint(mine, offer.addresses) is None:
+                # Claims go over a management VPN both are in (docs/volumes.md); a provider
+                # that shares none with this node is out of reach, however good its offer.
+                self.unreachable += 1
+            else:
+                found.append(self._candidate(offer, public))
+        log.info(
+            "cfs.offers", size=size, offers=len(found), dropped=self.dropped,
+            unreachable=self.unreachable,
+        )  # fmt: skip
         return found
 
     def _candidate(

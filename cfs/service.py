@@ -83,13 +83,26 @@ class Cfs:
         log.info("cfs.pool_created", pool=self.spec.name, volumes=len(members))
 
     async def _obtain_all(self) -> list[Lease]:
+        """8 leases on distinct providers; a provider that fails its claim is placed around."""
         offers = await self.source.offers(self.spec.volume_size)
-        chosen = place(offers, own_id=self.spec.own_id)
         leases: list[Lease] = []
+        failed: list[str] = []
         try:
-            for candidate in chosen:
-                leases.append(await self.source.obtain(candidate, self.spec.volume_size))
-        except VolumeError:
+            while len(leases) < POOL_WIDTH:
+                kept = tuple(lease.provider for lease in leases)
+                chosen = place(
+                    offers, count=POOL_WIDTH - len(leases), own_id=self.spec.own_id,
+                    keep=kept, avoid=failed,
+                )  # fmt: skip
+                for candidate in chosen:
+                    try:
+                        leases.append(await self.source.obtain(candidate, self.spec.volume_size))
+                    except VolumeError as e:
+                        log.warning(
+                            "cfs.claim_failed", provider=candidate.provider[:16], reason=str(e)
+                        )
+                        failed.append(candidate.provider)
+        except PlacementRefused:
             await self._release_all(leases, "pool not built")
             raise
         return leases

@@ -281,3 +281,21 @@ async def test_a_broken_session_is_noticed_before_zpool_sees_it() -> None:
     await cfs.step()  # zpool still says ONLINE; the session check starts the healing
     assert len(pool.calls) == 1
     assert any("session failed" in line for line in cfs.healer.history)
+
+
+async def test_a_provider_that_fails_its_claim_is_placed_around() -> None:
+    src = FakeSource()
+    cfs, _, _, pool, _ = make(src)
+    real_obtain = src.obtain
+    refusing = candidate(12).provider
+
+    async def obtain(c: Candidate, size: int) -> Lease:
+        if c.provider in (refusing, candidate(1).provider):
+            raise VolumeError("claim refused: over_capacity")
+        return await real_obtain(c, size)
+
+    src.obtain = obtain  # type: ignore[method-assign]
+    await cfs.build()
+    assert cfs.healer is not None and len(pool.devices) == 8
+    used = {s.lease.provider.provider for s in cfs.healer.slots}
+    assert candidate(1).provider not in used and refusing not in used

@@ -224,3 +224,15 @@ def test_status_parsing_takes_only_well_formed_addresses() -> None:
         own_addresses({"vpns": "x"}) == []
         and public_addresses({"vpns": [{"peers": [{"endpoint": "x" * 99}]}]}) == {}
     )
+
+
+async def test_offers_from_providers_sharing_no_vpn_are_left_out() -> None:
+    source, control, _ = make()
+    await source.offers(SIZE)
+    first = control.answers[0]
+    assert isinstance(first, dict)
+    far = dict(first)
+    far["addresses"] = ["fd99:1:2::7"]
+    control.answers.append(far)
+    assert len(await source.offers(SIZE)) == 2  # the fresh offer and the first one again
+    assert source.unreachable == 1
