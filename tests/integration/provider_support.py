@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -46,6 +45,7 @@ from rms.net.framing import FrameReader, encode_frame
 from rms.status import StatusBoard
 from rms.volumes import MAX_MESSAGE, GrantSecrets, Offer, RequestTerms
 from rms.wire.messages.gossip import RequestBody
+from tests.unit.volumes_support import Wire
 
 CLONE_NEWNET = 0x40000000
 VPN = uuid.UUID(int=0x5EED)
@@ -87,20 +87,6 @@ def kill_all_in(ns: str) -> None:
     for pid in found.stdout.split():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
-
-
-class Wire(asyncio.DatagramTransport):
-    """What a GossipService sends, kept to be handed to the other core."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self.sent.append(bytes(data))
-
-    def close(self) -> None:
-        self.sent = []
 
 
 class RmsSide:

@@ -55,6 +55,7 @@ from tests.integration.provider_support import (
     two_namespaces,
     write_key,
 )
+from tests.integration.test_storage_iscsi import read_in_thread, write_file
 
 TOOLS = ("tgtd", "tgtadm", "wireguard-go", "wg", "nsenter", "ip", "fusermount3")
 pytestmark = [
@@ -157,8 +158,8 @@ class Scenario:
         with pytest.raises(InitiatorError, match="Authentication"):
             await self.bridge.attach(wrong)
         disk = await self.bridge.attach(self.target)
-        await asyncio.to_thread(pwrite, disk, self.data, MIB)
-        assert await asyncio.to_thread(pread, disk, len(self.data), MIB) == self.data
+        await asyncio.to_thread(write_file, disk, MIB, self.data)
+        assert await asyncio.to_thread(read_in_thread, disk, MIB, len(self.data)) == self.data
 
     async def data_survives_the_restart(self) -> None:
         assert self.bridge is not None and self.target is not None and self.lease is not None
@@ -167,18 +168,18 @@ class Scenario:
         assert isinstance(self.core.receive(renewed, provider, now()), Renewed)
         await self.bridge.detach(self.target)  # its session died with the old export
         backing = self.tmp / "volumes" / f"{vid.hex()}.img"
-        on_disk = await asyncio.to_thread(pread, backing, len(self.data), MIB)
+        on_disk = await asyncio.to_thread(read_in_thread, backing, MIB, len(self.data))
         assert on_disk == self.data, (
             f"on disk, first difference at {_first_diff(on_disk, self.data)}"
         )
         disk = await self.bridge.attach(self.target)
-        got = await asyncio.to_thread(pread, disk, len(self.data), MIB)
+        got = await asyncio.to_thread(read_in_thread, disk, MIB, len(self.data))
         assert got == self.data, f"read back, first difference at {_first_diff(got, self.data)}"
         s = self.lease.secrets
         assert await exchange_in(self.cns, s.portal, s.portal_port, os.urandom(5000)) is None
         with pytest.raises(OSError):  # no iSCSI on the management address
             await exchange_in(self.cns, P_ADDR, s.portal_port, b"x")
-        assert await asyncio.to_thread(pread, disk, 4096, MIB) == self.data[:4096]
+        assert await asyncio.to_thread(read_in_thread, disk, MIB, 4096) == self.data[:4096]
 
     async def tgtd_dies_and_the_volume_comes_back(self, log: Path) -> None:
         assert self.bridge is not None and self.target is not None
@@ -190,7 +191,7 @@ class Scenario:
         assert [p for p in pids_in(self.pns) if comm(p) == "tgtd"] != [pid]
         await self.bridge.detach(self.target)
         disk = await self.bridge.attach(self.target)
-        got = await asyncio.to_thread(pread, disk, len(self.data), MIB)
+        got = await asyncio.to_thread(read_in_thread, disk, MIB, len(self.data))
         assert got == self.data, f"read back, first difference at {_first_diff(got, self.data)}"
 
     async def renew_release_and_wipe(self) -> None:
@@ -288,23 +289,6 @@ def published_clients(side: RmsSide) -> list[str]:
 
 def now() -> float:
     return time.time()
-
-
-def pwrite(path: Path, data: bytes, offset: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def pread(path: Path, size: int, offset: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, size, offset)
-    finally:
-        os.close(fd)
 
 
 def _first_diff(a: bytes, b: bytes) -> int:

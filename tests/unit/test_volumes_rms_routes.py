@@ -29,7 +29,7 @@ from rms.gossip.inbox import Inbox
 from rms.identity import NodeIdentity
 from rms.status import StatusBoard
 from rms.volumes import Offer, OfferTerms, RequestTerms
-from tests.unit.volumes_support import CLIENT, pair
+from tests.unit.volumes_support import CLIENT, Wire, pair
 from tests.unit.volumes_support import NOW as LEASE_NOW
 
 NOW = 1_800_000_000.0
@@ -37,20 +37,6 @@ VPN = uuid.UUID(int=7)
 ASKER = NodeIdentity.from_seed(b"\x0a" * 32)
 PROVIDER = NodeIdentity.from_seed(b"\x0b" * 32)
 TERMS = RequestTerms(8, b"l" * 16, b"n" * 16).pack()
-
-
-class Wire(asyncio.DatagramTransport):
-    """Catches what a GossipService sends, to hand it to the other core by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self.sent.append(bytes(data))
-
-    def close(self) -> None:
-        self.sent = []
 
 
 @dataclass

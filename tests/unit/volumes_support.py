@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import Any
 
 from rms.identity import NodeIdentity
 from rms.volumes import (
@@ -96,3 +98,17 @@ def pair(capacity: int = 256 * MIB, seed: int = 1, **changes: object) -> Pair:
         ClientCore(CLIENT, random.Random(seed + 1)),
         ClientCore(EVE, random.Random(seed + 2)),
     )
+
+
+class Wire(asyncio.DatagramTransport):
+    """Catches what a GossipService sends, to hand it to another core by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.sent.append(bytes(data))
+
+    def close(self) -> None:
+        self.sent = []
