@@ -103,6 +103,7 @@ class ProviderService:
         self._lock = asyncio.Lock()
         self._timer_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once leftovers are cleared and tasks started
+        self.rms_problem: str | None = None  # why the RMS cannot be reached, if it cannot
 
     async def run(self) -> None:
         """Restore saved leases, serve until cancelled; exports are taken down on the way out
@@ -215,11 +216,21 @@ class ProviderService:
         while True:
             try:
                 items, after = await self.rms.requests(after)
+                self._rms_problem(None)
                 for item in items:
                     await self._consider(item)
             except (DaemonUnavailable, ControlError) as e:
-                log.warning("provider.rms_unavailable", reason=str(e))
+                self._rms_problem(str(e))
                 await asyncio.sleep(RETRY_S)
+
+    def _rms_problem(self, problem: str | None) -> None:
+        """Log when the RMS becomes unreachable and when it is back, not every retry."""
+        if problem != self.rms_problem:
+            if problem is None:
+                log.info("provider.rms_back")
+            else:
+                log.warning("provider.rms_unavailable", reason=problem)
+            self.rms_problem = problem
 
     async def _consider(self, item: dict[str, object]) -> None:
         request = parse_request(item)
@@ -245,7 +256,7 @@ class ProviderService:
             try:
                 found = tuple(self._fixed or await self.rms.addresses())
             except (DaemonUnavailable, ControlError) as e:
-                log.warning("provider.rms_unavailable", reason=str(e))
+                self._rms_problem(str(e))
                 found = self.core.settings.addresses
             if found != self.core.settings.addresses:
                 log.info("provider.addresses", addresses=[str(a) for a in found])

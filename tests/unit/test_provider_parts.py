@@ -15,6 +15,7 @@ import pytest
 from rms.net.framing import encode_frame
 from rms.volumes import Lease, OfferTerms, RequestTerms
 from tests.unit.volumes_support import pair
+from volume_provider.cli import main
 from volume_provider.config import ConfigError, parse_config
 from volume_provider.export import interface_name, link_config
 from volume_provider.rmslink import management_addresses, offer_body, parse_request
@@ -213,3 +214,23 @@ async def test_the_server_answers_frames_and_survives_garbage(
         assert seen == [b"hello", b"silent", b"again"]
     finally:
         await server.close()
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_the_command_line_refuses_misuse_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("volume_provider.cli.configure_logging", lambda *args: None)
+    assert main([]) == 2
+    assert main(["run", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[provider]\ncapacity_mib = -5\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "capacity_mib" in capsys.readouterr().err
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text(f'[rms]\nstate_dir = "{tmp_path / "no-state"}"\n[log]\nformat = "json"\n')
+    assert main(["run", "--config", str(keyless)]) == 1
+    assert "node.key" in capsys.readouterr().err
