@@ -170,7 +170,8 @@ class Swarm:
             transport = self.members[index].transport
             if transport is not None:
                 transport.close()
-        self.live = [i for i in self.live if i not in set(leaving)]
+        gone = set(leaving)
+        self.live = [i for i in self.live if i not in gone]
         return leaving
 
     async def get(self, index: int, key: bytes) -> bool:
