@@ -3,7 +3,8 @@
 [provider]
 data_dir = "/var/lib/volume-provider/volumes"  # one sparse file per leased volume
 lease_file = "/var/lib/volume-provider/leases.bin"  # leases survive a restart (0600)
-capacity_mib = 10240      # storage contributed; leases never exceed it
+capacity_mib = 0          # storage contributed; 0: what the node contributes in the RMS
+                          # (`rms contribute`, its [contribution] storage), followed live
 location = ""             # geographic location: UUID or place name, as the RMS's [vpn]
 network = ""              # network endpoint: UUID or name, as the RMS's [vpn]
 port = 7950               # claim/renew/release, TCP, on the management addresses
@@ -55,7 +56,7 @@ class ProviderSection:
 
     data_dir: Path = Path("/var/lib/volume-provider/volumes")
     lease_file: Path = Path("/var/lib/volume-provider/leases.bin")
-    capacity_mib: int = 10240
+    capacity_mib: int = 0
     location: str = ""
     network: str = ""
     port: int = 7950

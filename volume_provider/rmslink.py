@@ -4,7 +4,9 @@
   item becomes a `StorageRequest` (or is skipped, counted, when malformed: the RMS
   verified the signature, but the terms are the requester's bytes);
 - offers: `POST /v1/broadcast/answer` with the request's handle; the RMS boxes and signs;
-- addresses: the `vpns` section of `GET /v1/status`, one management address per VPN;
+- the node: the `vpns` section of `GET /v1/status` (one management address per VPN) and
+  the `entitlement` section (the storage the node contributes, when the provider's
+  capacity follows it);
 - status: `PUT /v1/status/sections/volumes`.
 """
 
@@ -24,6 +26,7 @@ from rms.volumes import OfferTerms, RequestTerms, StorageRequest
 __all__ = [
     "POLL_WAIT_S",
     "RmsLink",
+    "contributed_bytes",
     "management_addresses",
     "offer_body",
     "parse_request",
@@ -76,6 +79,14 @@ def management_addresses(status: Mapping[str, Any]) -> list[IPv6Address]:
     return sorted(set(found))
 
 
+def contributed_bytes(status: Mapping[str, Any]) -> int | None:
+    """The storage this node offers (`rms contribute`), from the `entitlement` section."""
+    section = status.get("entitlement")
+    contribution = section.get("contribution") if isinstance(section, dict) else None
+    value = contribution.get("storage_bytes") if isinstance(contribution, dict) else None
+    return value if type(value) is int and value >= 0 else None
+
+
 class RmsLink:
     """The control API calls the provider makes."""
 
@@ -100,9 +111,11 @@ class RmsLink:
         """Post one offer."""
         await self.control.post_json("/v1/broadcast/answer", body)
 
-    async def addresses(self) -> list[IPv6Address]:
-        """The node's management addresses now."""
-        return management_addresses(await self.control.status())
+    async def node(self) -> tuple[list[IPv6Address], int | None]:
+        """The node's management addresses, and the storage it contributes (None if the
+        RMS does not say), from its status."""
+        status = await self.control.status()
+        return management_addresses(status), contributed_bytes(status)
 
     async def publish(self, section: dict[str, Any]) -> None:
         """Publish the `volumes` section of `rms status`."""

@@ -253,16 +253,27 @@ class ProviderService:
 
     async def _addresses(self) -> None:
         while True:
+            found = self.core.settings.addresses
             try:
-                found = tuple(self._fixed or await self.rms.addresses())
+                addresses, contributed = await self.rms.node()
+                found = tuple(self._fixed or addresses)
+                self._follow_contribution(contributed)
             except (DaemonUnavailable, ControlError) as e:
                 self._rms_problem(str(e))
-                found = self.core.settings.addresses
             if found != self.core.settings.addresses:
                 log.info("provider.addresses", addresses=[str(a) for a in found])
             self.core.set_addresses(found)
             await self.server.set_addresses(found)
             await asyncio.sleep(ADDRESSES_EVERY_S)
+
+    def _follow_contribution(self, contributed: int | None) -> None:
+        """With capacity_mib = 0 the capacity is what the node contributes (`rms contribute`):
+        less than is leased only stops new offers, a lease is never cut short."""
+        if self.config.provider.capacity_mib or contributed is None:
+            return
+        if contributed != self.core.settings.capacity:
+            log.info("provider.capacity", capacity=contributed)
+            self.core.set_capacity(contributed)
 
     async def _expiry(self) -> None:
         while True:

@@ -270,8 +270,9 @@ class ProviderCore:
     # -- the adapter's reports, time and status ---------------------------------------------
 
     def restore(self, leases: Iterable[Lease], now: float) -> list[Lease]:
-        """Take back leases saved before a restart: those unexpired, fitting the capacity
-        and the port range, and not clashing; the ones kept, to export again."""
+        """Take back leases saved before a restart: those unexpired, in the port range and
+        not clashing; the ones kept, to export again. The capacity is not checked: it may
+        not be known yet (it can follow the RMS), and a granted lease is never cut short."""
         now_ms = int(now * 1000)
         kept: list[Lease] = []
         for lease in sorted(leases, key=lambda x: x.expires_ms, reverse=True):
@@ -284,13 +285,15 @@ class ProviderCore:
         return kept
 
     def _fits(self, lease: Lease) -> bool:
-        if lease.volume_id in self._leases or lease.size > self.free:
-            return False
-        return lease.wg_port in self._free_ports()
+        return lease.volume_id not in self._leases and lease.wg_port in self._free_ports()
 
     def set_addresses(self, addresses: tuple[IPv6Address, ...]) -> None:
         """The node's management addresses changed (a VPN joined or left)."""
         self.settings = replace(self.settings, addresses=addresses)
+
+    def set_capacity(self, capacity: int) -> None:
+        """The owner changed what the node contributes; leases already granted stay."""
+        self.settings = replace(self.settings, capacity=max(0, capacity))
 
     def end(self, volume_id: bytes, why: str, now: float) -> Unexport | None:
         """End a lease now (the provider stops); the Unexport to perform, or None."""

@@ -111,7 +111,14 @@ class RmsSide:
         app = web.Application()
         app.add_routes(self.exchange.routes())
         app.add_routes(self.sections.routes())
+        app.router.add_get("/v1/status", self._status)
         return app
+
+    async def _status(self, request: web.Request) -> web.Response:
+        status = self.board.snapshot(0)
+        status["vpns"] = [{"uuid": str(VPN), "address": str(P_ADDR)}]
+        status["entitlement"] = {"contribution": {"storage_bytes": 2**30}}
+        return web.json_response(status)
 
     def broadcast(self, size: int, count: int = 1) -> bytes:
         """The client node broadcasts a storage request; the provider's RMS delivers it."""

@@ -9,17 +9,25 @@ import os
 import uuid
 from ipaddress import IPv6Address
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from rms.net.framing import encode_frame
 from rms.volumes import Lease, OfferTerms, RequestTerms
-from tests.unit.volumes_support import pair
+from tests.unit.volumes_support import PROVIDER, pair
 from volume_provider.cli import main
 from volume_provider.config import ConfigError, parse_config
-from volume_provider.export import interface_name, link_config
-from volume_provider.rmslink import management_addresses, offer_body, parse_request
+from volume_provider.export import Exporter, interface_name, link_config
+from volume_provider.rmslink import (
+    RmsLink,
+    contributed_bytes,
+    management_addresses,
+    offer_body,
+    parse_request,
+)
 from volume_provider.server import ClaimServer
+from volume_provider.service import ProviderService
 from volume_provider.store import StoreError, VolumeStore
 
 TERMS = base64.b64encode(RequestTerms(8, b"l" * 16, b"n" * 16).pack()).decode()
@@ -147,6 +155,14 @@ def test_offers_and_addresses_for_the_rms() -> None:
     status = {"vpns": [{"address": "fd00::2"}, {"address": "junk"}, {}, {"address": "fd00::1"}]}
     assert management_addresses(status) == [IPv6Address("fd00::1"), IPv6Address("fd00::2")]
     assert management_addresses({"vpns": "x"}) == []
+    contribution = {"entitlement": {"contribution": {"storage_bytes": 5 * 2**30}}}
+    assert contributed_bytes(contribution) == 5 * 2**30
+    for junk in (
+        {},
+        {"entitlement": "x"},
+        {"entitlement": {"contribution": {"storage_bytes": -1}}},
+    ):
+        assert contributed_bytes(junk) is None
 
 
 def test_the_nested_link_admits_only_the_client() -> None:
@@ -234,3 +250,17 @@ def test_the_command_line_refuses_misuse_and_says_why(
     keyless.write_text(f'[rms]\nstate_dir = "{tmp_path / "no-state"}"\n[log]\nformat = "json"\n')
     assert main(["run", "--config", str(keyless)]) == 1
     assert "node.key" in capsys.readouterr().err
+
+
+def test_the_capacity_follows_the_nodes_contribution_unless_configured() -> None:
+    unused = (cast(Exporter, None), cast(RmsLink, None))  # the step touches neither
+    following = ProviderService(parse_config({}), PROVIDER, *unused)
+    assert following.core.settings.capacity == 0
+    following._follow_contribution(5 * 2**30)
+    assert following.core.settings.capacity == 5 * 2**30
+    following._follow_contribution(None)
+    assert following.core.settings.capacity == 5 * 2**30
+    fixed = parse_config({"provider": {"capacity_mib": 100}})
+    configured = ProviderService(fixed, PROVIDER, *unused)
+    configured._follow_contribution(5 * 2**30)
+    assert configured.core.settings.capacity == 100 * 2**20
