@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace
 from cfs.lease import Lease
+from cfs.placement import Candidate
 from cfs.zfs.status import PoolStatus
 
 PARITY = 3
@@ -255,9 +256,13 @@ class Healer:
     def _obtain(self, slot: int) -> list[Action]:
         s = self.slots[slot]
         s.state = SlotState.OBTAINING
+        return [Obtain(slot, self.keep(slot), tuple(sorted(s.avoid)))]
+
+    def keep(self, slot: int) -> tuple[Candidate, ...]:
+        """The providers a replacement for slot must differ from, as of now: the other
+        slots' and every replacement already obtained (several slots may heal at once)."""
         keep = tuple(o.lease.provider for j, o in enumerate(self.slots) if j != slot)
-        keep += tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
-        return [Obtain(slot, keep, tuple(sorted(s.avoid)))]
+        return keep + tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
 
     def _finish_resilver(self, slot: int, status: PoolStatus, now: float) -> list[Action]:
         s = self.slots[slot]

@@ -187,6 +187,12 @@ class Cfs:
     async def _replace(self, action: Replace) -> list[Action]:
         healer, new = self._healer(), Path(action.new_device)
         try:
+            # zfs may still count the dead device as ONLINE (the initiator saw the loss
+            # first); offline it so the replace does not wait on writes to it.
+            await self.zfs.offline(self.spec.name, action.old_device)
+        except ZfsError as e:
+            log.info("cfs.offline_skipped", device=action.old_device, reason=str(e))
+        try:
             await self.zfs.replace(self.spec.name, action.old_device, new)
         except ZfsError as e:
             return healer.failed(action.slot, "replace", str(e), self.clock())
@@ -212,8 +218,10 @@ class Cfs:
         healer = self._healer()
         try:
             offers = await self.source.offers(self.spec.volume_size)
+            # keep as of now, not as of the action: the slots before may have got theirs
+            keep = healer.keep(action.slot)
             (candidate,) = place(
-                offers, count=1, own_id=self.spec.own_id, keep=action.keep, avoid=action.avoid
+                offers, count=1, own_id=self.spec.own_id, keep=keep, avoid=action.avoid
             )
             lease = await self.source.obtain(candidate, self.spec.volume_size)
         except (PlacementRefused, VolumeError) as e:

@@ -19,6 +19,7 @@ from cfs.zfs.status import PoolStatus, ZfsError, parse_bytes, parse_status
 
 RAIDZ3_WIDTH = 8
 COMMAND_TIMEOUT_S = 60.0
+OFFLINE_TIMEOUT_S = 20.0
 
 
 class PoolDriver(Protocol):
@@ -46,6 +47,10 @@ class PoolDriver(Protocol):
 
     async def usage(self, name: str) -> tuple[int, int]:
         """The pool's size and allocated bytes."""
+        ...
+
+    async def offline(self, name: str, device: str) -> None:
+        """Stop using a device (before replacing it)."""
         ...
 
     async def clear(self, name: str) -> None:
@@ -142,6 +147,10 @@ class ZfsCli:
     async def online(self, name: str, device: str) -> None:
         """`zpool online NAME DEVICE`."""
         await self.run("online", name, device)
+
+    async def offline(self, name: str, device: str) -> None:
+        """`zpool offline NAME DEVICE` (bounded: a pool stuck on I/O must not stall us)."""
+        await self.run("offline", name, device, timeout_s=OFFLINE_TIMEOUT_S)
 
     async def usage(self, name: str) -> tuple[int, int]:
         """`zpool list -Hp -o size,allocated NAME` (zfs-fuse lacks -p: units are parsed)."""

@@ -112,6 +112,10 @@ class FakePool:
     async def online(self, name: str, device: str) -> None:
         self.devices[device] = "ONLINE"
 
+    async def offline(self, name: str, device: str) -> None:
+        self.calls.append(f"offline {device}")
+        self.devices[device] = "OFFLINE"
+
     async def usage(self, name: str) -> tuple[int, int]:
         return 5 * GIB, GIB
 
@@ -185,7 +189,7 @@ async def test_lost_provider_is_replaced_resilvered_and_released() -> None:
     src.dead.add(lost.provider.provider)
     pool.devices[device] = "UNAVAIL"
     await cfs.step()  # reattach fails, obtain, attach, replace
-    assert len(pool.calls) == 1 and pool.calls[0].startswith(f"replace {device}")
+    assert pool.calls[0] == f"offline {device}" and pool.calls[1].startswith(f"replace {device}")
     await cfs.step()  # the resilver is done: the old lease goes
     assert src.released == [lost.lease_id]
     assert cfs.healer.lost() == 0
@@ -279,7 +283,7 @@ async def test_a_broken_session_is_noticed_before_zpool_sees_it() -> None:
     ini.broken.add(lost.target.slug)
     src.dead.add(lost.provider.provider)
     await cfs.step()  # zpool still says ONLINE; the session check starts the healing
-    assert len(pool.calls) == 1
+    assert [c.split()[0] for c in pool.calls] == ["offline", "replace"]
     assert any("session failed" in line for line in cfs.healer.history)
 
 
@@ -299,3 +303,16 @@ async def test_a_provider_that_fails_its_claim_is_placed_around() -> None:
     assert cfs.healer is not None and len(pool.devices) == 8
     used = {s.lease.provider.provider for s in cfs.healer.slots}
     assert candidate(1).provider not in used and refusing not in used
+
+
+async def test_two_slots_healing_at_once_get_distinct_providers() -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    for slot in (1, 2):
+        src.dead.add(cfs.healer.slots[slot].lease.provider.provider)
+        pool.devices[cfs.healer.slots[slot].device] = "UNAVAIL"
+    await cfs.step()
+    await cfs.step()
+    providers = [s.lease.provider.provider for s in cfs.healer.slots]
+    assert cfs.healer.lost() == 0 and len(set(providers)) == 8
