@@ -30,6 +30,7 @@ from cfs.zfs.status import PoolStatus, ZfsError
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 PARALLEL = (Reattach, Attach, Renew, Release)
+PROBE_EVERY = 5  # steps between block reads of every volume (10 s at the default poll_s)
 log = structlog.get_logger("cfs")
 
 
@@ -62,6 +63,7 @@ class Cfs:
         self.last_status: PoolStatus | None = None
         self.usage: tuple[int, int] | None = None
         self.problem = ""
+        self._steps = 0
 
     # -- building -----------------------------------------------------------------------
 
@@ -130,14 +132,21 @@ class Cfs:
         await self.carry_out(actions + await self._sessions(now))
 
     async def _sessions(self, now: float) -> list[Action]:
-        """Losses the initiator saw first: a broken session, a bridge that died."""
+        """Losses the initiator saw first: a broken session, a bridge that died; and, every
+        `probe_every` steps, a block read from each volume (an idle pool sends none)."""
         healer, actions = self._healer(), []
-        for i, slot in enumerate(healer.slots):
-            if slot.state is SlotState.ONLINE:
-                state = await self.attacher.initiator.state(slot.lease.target)
-                if not (state.attached and state.healthy):
-                    why = f"session {state.detail or 'gone'}"
-                    actions += healer.device_failed(i, why, now)
+        self._steps += 1
+        online = [i for i, s in enumerate(healer.slots) if s.state is SlotState.ONLINE]
+        if self._steps % PROBE_EVERY == 0:
+            targets = [healer.slots[i].lease.target for i in online]
+            answers = await asyncio.gather(*(self.attacher.initiator.probe(t) for t in targets))
+            for i, ok in zip(online, answers, strict=True):
+                if not ok:
+                    actions += healer.device_failed(i, "probe read failed", now)
+        for i in online:
+            state = await self.attacher.initiator.state(healer.slots[i].lease.target)
+            if not (state.attached and state.healthy):
+                actions += healer.device_failed(i, f"session {state.detail or 'gone'}", now)
         return actions
 
     async def _usage(self) -> tuple[int, int] | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 ATTACH_TIMEOUT_S = 20.0
+PROBE_BYTES = 4096
 STOP_TIMEOUT_S = 5.0
 
 
@@ -77,6 +78,11 @@ class InitiatorDriver(Protocol):
 
     async def state(self, target: VolumeTarget) -> AttachState:
         """The LUN's attachment as seen now."""
+        ...
+
+    async def probe(self, target: VolumeTarget) -> bool:
+        """Read one block of the LUN now: whether the volume still answers (an idle pool
+        sends it nothing, so a dead provider would go unnoticed until the next write)."""
         ...
 
 
@@ -166,6 +172,30 @@ class LibiscsiBridge:
             return AttachState(True, None, False, f"bridge not serving: {e.strerror}")
         path = self._dir(target) / "mnt" / "disk"
         return AttachState(True, path, text.strip() == "ok", text.strip())
+
+    async def probe(self, target: VolumeTarget) -> bool:
+        """Read one block through the bridge (its first error breaks the session for good)."""
+        pid = self._pid(target)
+        if pid is None:
+            return False
+        disk = Path(f"/proc/{pid}/root{self._dir(target) / 'mnt' / 'disk'}")
+        return await probe_path(disk, self.timeout_s + 2.0)
+
+
+async def probe_path(path: Path, timeout_s: float) -> bool:
+    """Whether 4 KiB at offset 0 of path read back within timeout_s."""
+
+    def read() -> bool:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return len(os.pread(fd, PROBE_BYTES, 0)) == PROBE_BYTES
+        finally:
+            os.close(fd)
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(read), timeout_s)
+    except (OSError, TimeoutError):
+        return False
 
 
 def spawn_with_secret(argv: Sequence[str], log: Path, secret: str) -> int:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cfs.initiator.driver import AttachState, InitiatorError, VolumeTarget
+from cfs.initiator.driver import AttachState, InitiatorError, VolumeTarget, probe_path
 
 BY_PATH = Path("/dev/disk/by-path")
 DEVICE_TIMEOUT_S = 20.0
+PROBE_TIMEOUT_S = 10.0
 
 
 class OpenIscsiDriver:
@@ -96,3 +97,7 @@ class OpenIscsiDriver:
         path = self.device(target)
         present = await asyncio.to_thread(path.exists)
         return AttachState(True, path if present else None, present)
+
+    async def probe(self, target: VolumeTarget) -> bool:
+        """Read one block of the LUN's device (the kernel's timeouts apply below ours)."""
+        return await probe_path(self.device(target), PROBE_TIMEOUT_S)

@@ -22,7 +22,7 @@ from cfs.healing import Policy
 from cfs.initiator.driver import AttachState, InitiatorError, VolumeTarget
 from cfs.lease import Lease, VolumeError
 from cfs.placement import Candidate, PlacementRefused
-from cfs.service import Cfs, PoolSpec
+from cfs.service import PROBE_EVERY, Cfs, PoolSpec
 from cfs.zfs.status import PoolStatus, ZfsError
 from rms.wg.fake import FakeDriver
 from rms.wg.manager import WireGuard
@@ -65,6 +65,8 @@ class FakeInitiator:
     source: FakeSource
     attached: dict[str, VolumeTarget] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+    silent: set[str] = field(default_factory=set)
+    probes: int = 0
     kind: str = "fake"
 
     async def attach(self, target: VolumeTarget) -> Path:
@@ -76,6 +78,10 @@ class FakeInitiator:
 
     async def detach(self, target: VolumeTarget) -> bool:
         return self.attached.pop(target.slug, None) is not None
+
+    async def probe(self, target: VolumeTarget) -> bool:
+        self.probes += 1
+        return target.slug in self.attached and target.slug not in self.silent
 
     async def state(self, target: VolumeTarget) -> AttachState:
         attached = target.slug in self.attached
@@ -316,3 +322,18 @@ async def test_two_slots_healing_at_once_get_distinct_providers() -> None:
     await cfs.step()
     providers = [s.lease.provider.provider for s in cfs.healer.slots]
     assert cfs.healer.lost() == 0 and len(set(providers)) == 8
+
+
+async def test_a_silent_volume_of_an_idle_pool_is_found_by_the_probe_reads() -> None:
+    cfs, src, ini, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    lost = cfs.healer.slots[6].lease
+    ini.silent.add(lost.target.slug)  # no I/O error yet: nothing reads from it
+    src.dead.add(lost.provider.provider)
+    for _ in range(PROBE_EVERY - 1):
+        await cfs.step()
+    assert cfs.healer.lost() == 0 and ini.probes == 0
+    await cfs.step()
+    assert ini.probes == 8 and pool.calls[-1].startswith("replace")
+    assert any("probe read failed" in line for line in cfs.healer.history)
