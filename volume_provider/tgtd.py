@@ -9,6 +9,8 @@ provider that was killed left it — and then it is not stopped with the provide
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import structlog
 
 from rms.wg.model import Endpoint
@@ -16,7 +18,9 @@ from volume_provider.config import TgtSection
 from volume_provider.target.model import Portal, TargetError
 from volume_provider.target.tgt import Tgtadm, TgtDaemon, kill, reap
 
-__all__ = ["TgtdKeeper"]
+__all__ = ["TGTD_RUN_DIR", "TgtdKeeper", "forget_sockets"]
+
+TGTD_RUN_DIR = Path("/run/tgtd")  # where tgtd puts socket.N (per mount namespace in the lab)
 
 log = structlog.get_logger("volume_provider.tgtd")
 
@@ -58,7 +62,16 @@ class TgtdKeeper:
         return True
 
     async def stop(self) -> None:
-        """Stop the tgtd we started (not an adopted one)."""
+        """Stop the tgtd we started (not an adopted one) and remove the control socket it
+        leaves behind (SIGKILL gives it no chance to)."""
         if self.pid is not None:
             await kill(self.pid)
             self.pid = None
+            forget_sockets(self._daemon.control_port)
+
+
+def forget_sockets(*control_ports: int) -> None:
+    """Remove dead tgtds' control sockets and lock files."""
+    for port in control_ports:
+        for name in (f"socket.{port}", f"socket.{port}.lock"):
+            (TGTD_RUN_DIR / name).unlink(missing_ok=True)

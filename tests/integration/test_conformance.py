@@ -36,6 +36,7 @@ from tests.integration.provider_support import (
 )
 from volume_provider.target.model import Portal
 from volume_provider.target.tgt import Tgtadm, TgtDaemon, kill
+from volume_provider.tgtd import forget_sockets
 
 TOOLS = ("tgtd", "tgtadm", "wireguard-go", "wg", "nsenter", "ip", "iscsi-test-cu")
 pytestmark = [
@@ -129,6 +130,7 @@ async def test_the_provider_export_passes_what_bare_tgt_passes(tmp_path: Path) -
                     bare = await run_suite(cns, bare_url, tmp_path / "bare.txt")
                 finally:
                     await kill(pid)
+                    forget_sockets(control, control + 1)
     print(
         f"iscsi-test-cu: provider export {ours[1]}/{ours[0]} passed, bare tgt {bare[1]}/{bare[0]}"
     )

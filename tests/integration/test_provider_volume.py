@@ -56,6 +56,7 @@ from tests.integration.provider_support import (
     write_key,
 )
 from tests.integration.test_storage_iscsi import read_in_thread, write_file
+from volume_provider.tgtd import forget_sockets
 
 TOOLS = ("tgtd", "tgtadm", "wireguard-go", "wg", "nsenter", "ip", "fusermount3")
 pytestmark = [
@@ -103,6 +104,7 @@ async def test_a_volume_from_offer_to_wipe(tmp_path: Path) -> None:
                     await new_volume_reads_zeros_then_expires(tmp_path, side, pns, cns, s.core)
             finally:
                 await s.detach()
+                forget_sockets(control)
     text = log.read_text()
     assert "provider.stopped" in text and "Traceback" not in text
     assert '"restored": 1' in text
