@@ -69,7 +69,12 @@ class Attacher:
         return path
 
     async def reattach(self, lease: Lease) -> Path:
-        """Log in again over a fresh session (the bridge's first error is final)."""
+        """Log in again over a fresh session (the bridge's first error is final); a session
+        that is still healthy and answers is kept as it is, never torn down."""
+        state = await self.initiator.state(lease.target)
+        healthy = state.attached and state.healthy and state.path is not None
+        if healthy and state.path is not None and await self.initiator.probe(lease.target):
+            return state.path
         try:
             await self.initiator.detach(lease.target)
         except InitiatorError as e:

@@ -202,6 +202,7 @@ class Cfs:
         except ZfsError as e:
             log.info("cfs.offline_skipped", device=action.old_device, reason=str(e))
         try:
+            await self.zfs.clear(self.spec.name)  # a suspended pool refuses a replace
             await self.zfs.replace(self.spec.name, action.old_device, new)
         except ZfsError as e:
             return healer.failed(action.slot, "replace", str(e), self.clock())

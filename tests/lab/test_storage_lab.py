@@ -24,7 +24,7 @@ from rms.lab.netns import NetnsDriver
 from rms.lab.procs import ns_id, pids_in
 from tests.lab.support import lab, node_statuses, status_json
 
-NODES, FILES, FILE_MB, KILLED = 12, 10, 20, 3
+NODES, FILES, FILE_MB, KILLED = 14, 10, 20, 3
 TOOLS = ("tgtd", "zfs-fuse", "wireguard-go", "ip", "nsenter")
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),

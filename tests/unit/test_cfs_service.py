@@ -337,3 +337,13 @@ async def test_a_silent_volume_of_an_idle_pool_is_found_by_the_probe_reads() -> 
     await cfs.step()
     assert ini.probes == 8 and pool.calls[-1].startswith("replace")
     assert any("probe read failed" in line for line in cfs.healer.history)
+
+
+async def test_a_false_alarm_keeps_the_healthy_session() -> None:
+    cfs, _, ini, pool, wg = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    slot = cfs.healer.slots[3]
+    await cfs.carry_out(cfs.healer.device_failed(3, "probe read slow", 100.0))
+    assert slot.lease.target.slug in ini.attached and len(wg.interfaces) == 8
+    assert cfs.healer.lost() == 0 and not pool.calls
