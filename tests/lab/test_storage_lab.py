@@ -105,6 +105,7 @@ def restore(name: str, node: str) -> None:
     subprocess.run(["ip", "-n", f"{name}-{node}", "link", "set", "eth0", "up"], check=True)
 
 
+@pytest.mark.timeout(2400)  # a 14-node lab, 200 MB through nested links, 3 resilvers
 def test_pool_of_eight_heals_three_losses_and_suspends_at_four(lab_name: str) -> None:
     up = lab(
         lab_name,
