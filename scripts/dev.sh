@@ -71,7 +71,10 @@ run_tests() {
 
 run_demo() {
     cd "$top"
-    "$venv/bin/rms" lab up --nodes "${NODES:-6}"
+    # 10 nodes, each its own location and network: enough distinct providers for node1's
+    # Cloud File System to place its 8 volumes (docs/cfs.md), so the demo shows a live pool.
+    local n="${NODES:-10}"
+    "$venv/bin/rms" lab up --nodes "$n" --locations "$n" --networks "$n"
 }
 
 case "${1:-}" in
