@@ -96,6 +96,8 @@ class FakePool:
     replacing: dict[str, str] = field(default_factory=dict)
     exported: bool = False
     calls: list[str] = field(default_factory=list)
+    suspended: bool = False
+    late: bool = False  # replace is carried out, but the command is cut at its bound
 
     async def create_raidz3(self, name: str, devices: Sequence[Path], mountpoint: Path) -> None:
         self.devices = {str(d): "ONLINE" for d in devices}
@@ -109,11 +111,14 @@ class FakePool:
             self.devices, self.replacing = done, {}
             return status(done, scan="resilver completed after 0h0m with 0 errors")
         bad = sum(1 for s in self.devices.values() if s != "ONLINE")
-        return status(self.devices, pool_state="DEGRADED" if bad else "ONLINE")
+        state = "SUSPENDED" if self.suspended else "DEGRADED" if bad else "ONLINE"
+        return status(self.devices, pool_state=state)
 
     async def replace(self, name: str, old: str, new: Path) -> None:
         self.calls.append(f"replace {old} {new}")
         self.replacing[old] = str(new)
+        if self.late:
+            raise ZfsError("zpool replace did not finish in 60.0 s")
 
     async def online(self, name: str, device: str) -> None:
         self.devices[device] = "ONLINE"
@@ -126,7 +131,10 @@ class FakePool:
         return 5 * GIB, GIB
 
     async def scrub(self, name: str) -> None: ...
-    async def clear(self, name: str) -> None: ...
+    async def clear(self, name: str) -> None:
+        self.calls.append("clear")
+        self.suspended = False
+
     async def destroy(self, name: str) -> None: ...
     async def pools(self) -> list[str]:
         return [POOL]
@@ -207,6 +215,19 @@ async def test_lost_provider_is_replaced_resilvered_and_released() -> None:
     assert lost.target.slug not in ini.attached
 
 
+async def test_a_replace_cut_at_its_bound_but_done_is_followed_not_undone() -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    lost, device = cfs.healer.slots[5].lease, cfs.healer.slots[5].device
+    src.dead.add(lost.provider.provider)
+    pool.devices[device], pool.late = "UNAVAIL", True
+    await cfs.step()  # the replace times out, yet the new device is in the pool
+    assert not any("replace failed" in line for line in cfs.healer.history)
+    await cfs.step()
+    assert src.released == [lost.lease_id] and cfs.healer.lost() == 0
+
+
 async def test_renewals_and_an_orderly_stop() -> None:
     cfs, src, ini, pool, wg = make()
     await cfs.build()
@@ -281,6 +302,20 @@ def test_cfs_run_exits_2_on_a_bad_config_and_1_without_a_node_key(
     assert "cannot read the node key" in capsys.readouterr().err
 
 
+async def test_only_a_suspended_pool_is_cleared_before_a_replace() -> None:
+    for suspended, expected in ((False, ["offline", "replace"]), (True, ["offline", "clear"])):
+        cfs, src, ini, pool, _ = make()
+        await cfs.build()
+        assert cfs.healer is not None
+        lost = cfs.healer.slots[2].lease
+        ini.broken.add(lost.target.slug)
+        src.dead.add(lost.provider.provider)
+        pool.suspended = suspended
+        await cfs.step()
+        assert [c.split()[0] for c in pool.calls][:2] == expected
+        assert pool.calls[-1].startswith("replace")
+
+
 async def test_a_broken_session_is_noticed_before_zpool_sees_it() -> None:
     cfs, src, ini, pool, _ = make()
     await cfs.build()
@@ -346,4 +381,4 @@ async def test_a_false_alarm_keeps_the_healthy_session() -> None:
     slot = cfs.healer.slots[3]
     await cfs.carry_out(cfs.healer.device_failed(3, "probe read slow", 100.0))
     assert slot.lease.target.slug in ini.attached and len(wg.interfaces) == 8
-    assert cfs.healer.lost() == 0 and not pool.calls
+    assert cfs.healer.lost() == 0 and pool.calls == ["clear"]  # the online's clear only
