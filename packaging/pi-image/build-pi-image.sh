@@ -75,13 +75,17 @@ packages() {
 
 # The root file system: Debian arm64 plus the package and the first-boot service.
 build_root() {
+    local depends
     cp "$deb" "$work/truecloud.deb"
+    # The package's dependencies come in with the root, so dpkg installs it with no network
+    # inside the chroot (whose resolv.conf systemd-resolved replaces in the full image).
+    depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/ *([^)]*)//g' -e 's/, */,/g')
     # shellcheck disable=SC2016  # "$1" is the root, expanded by mmdebstrap's hook shell
     nice mmdebstrap --mode=root --architectures=arm64 --variant=minbase \
-        --components="main non-free-firmware" --include="$(packages)" \
+        --components="main non-free-firmware" --include="$(packages),$depends" \
         --setup-hook='mkdir -p "$1/boot/firmware"' \
         --customize-hook="copy-in $work/truecloud.deb /tmp" \
-        --customize-hook='chroot "$1" apt-get install -y -q --no-install-recommends /tmp/truecloud.deb' \
+        --customize-hook='chroot "$1" dpkg -i /tmp/truecloud.deb' \
         --customize-hook='rm "$1/tmp/truecloud.deb"' \
         --customize-hook='chroot "$1" rms --version' \
         --customize-hook="upload $here/truecloud-firstboot /usr/local/sbin/truecloud-firstboot" \
