@@ -19,12 +19,16 @@ from rms.lab.status import reports
 
 def rms(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the `rms` CLI of this checkout."""
+    # Lab tests of VPNs, the DHT or entitlement run without the storage services (node1's CFS
+    # broadcasts its own requests); a storage test sets RMS_LAB_STORAGE=1 (rms/lab/storage.py).
+    env = {**os.environ, "RMS_LAB_STORAGE": os.environ.get("RMS_LAB_STORAGE", "0")}
     return subprocess.run(
         [sys.executable, "-m", "rms", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 

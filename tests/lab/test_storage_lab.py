@@ -136,7 +136,10 @@ def restore(name: str, node: str) -> None:
 
 
 @pytest.mark.timeout(2400)  # a 14-node lab, 200 MB through nested links, 3 resilvers
-def test_pool_of_eight_heals_three_losses_and_suspends_at_four(lab_name: str) -> None:
+def test_pool_of_eight_heals_three_losses_and_suspends_at_four(
+    lab_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RMS_LAB_STORAGE", "1")  # tests/lab/support.py leaves storage out
     up = lab(
         lab_name,
         "up",
