@@ -47,7 +47,7 @@ install_venv() {
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "installing the project and its Python packages into .venv"
         "$venv/bin/pip" install -q --upgrade pip
-        "$venv/bin/pip" install -q -e "$top[dev]"
+        "$venv/bin/pip" install -q -e "${top}[dev]"
         echo "$want" >"$stamp"
     fi
 }
