@@ -65,8 +65,18 @@ run_tests() {
     "$venv/bin/ruff" format --check .
     say "mypy --strict"
     "$venv/bin/mypy"
-    say "pytest"
-    "$venv/bin/pytest" -p no:cacheprovider "$@"
+    if [ $# -gt 0 ]; then
+        say "pytest $*"
+        "$venv/bin/pytest" -p no:cacheprovider "$@"
+        return
+    fi
+    # The lab tests first, in a pytest of their own: run after the integration tests in one
+    # process, the 12-node VPN and DHT labs failed to converge twice in full runs (cause not yet
+    # found; alone they pass), so they start from a fresh process on an idle machine.
+    say "pytest tests/lab"
+    "$venv/bin/pytest" -p no:cacheprovider tests/lab
+    say "pytest (everything else)"
+    "$venv/bin/pytest" -p no:cacheprovider --ignore=tests/lab
 }
 
 run_demo() {
