@@ -31,7 +31,7 @@ with atheris.instrument_imports():
     from rms.ledger.canonical import DocumentError, canonical, sign
 
 KEY = NodeIdentity.from_seed(b"fuzz-doc" * 4)
-PEER = NodeIdentity.from_seed(b"fuzz-peer" * 3 + b"xxxxx")
+PEER = NodeIdentity.from_seed(b"fuzz-peer-seed".ljust(32, b"."))  # a fixed 32-byte seed
 TRUST = policydoc.PolicyTrust(frozenset({KEY.public_key}), 1)
 NOW = 1_700_000_000
 POLICY = json.loads(policydoc.signed_document({}, 3, "t", [KEY]))

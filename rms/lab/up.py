@@ -261,8 +261,8 @@ def start_storage(lab: Lab, record: LabRecord, only: set[str] | None = None) -> 
     """Start the nodes' storage programs (rms.lab.storage) once their RMS runs."""
     nodes = []
     for n in record.nodes:
-        todo = storage_programs(n.name, n.kind) if only is None or n.name in only else []
-        pids = {name: start_program(lab, n.name, Program(name, argv)) for name, argv in todo}
+        wanted = storage_programs(n.name, n.kind) if only is None or n.name in only else []
+        pids = {name: start_program(lab, n.name, Program(name, argv)) for name, argv in wanted}
         nodes.append(replace(n, pids={**n.pids, **pids}))
     return replace(record, nodes=tuple(nodes))
 
