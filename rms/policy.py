@@ -33,6 +33,7 @@ class Policy:
     record_republish_s: float = 120.0
     member_expiry_s: float = 300.0  # a member not heard from for this long leaves the roster
     member_heartbeat_s: float = 30.0
+    member_probation_s: float = 90.0  # a member added while a guardian runs must speak by then
 
     # The cloud-wide DHT (docs/dht.md).
     dht_puzzle_bits: int = 8  # S/Kademlia static puzzle: zero bits of SHA-256(node_id)
@@ -78,6 +79,8 @@ class Policy:
                 raise ValueError(f"{name} must lie in [0, 1]")
         if self.audit_min_reporters < 2:
             raise ValueError("audit_min_reporters must be at least 2 (corroboration)")
+        if not 0 < self.member_heartbeat_s < self.member_probation_s <= self.member_expiry_s:
+            raise ValueError("policy needs 0 < member_heartbeat_s < probation <= expiry")
         if not 0 < self.uptime_heartbeat_s < self.uptime_gap_s <= self.availability_window_s:
             raise ValueError("policy needs 0 < uptime_heartbeat_s < uptime_gap_s <= window")
 

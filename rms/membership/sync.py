@@ -69,6 +69,7 @@ __all__ = [
 GOSSIP_INTERVAL_S = 10.0
 GOSSIP_FANOUT = 3
 FETCH_TIMEOUT_S = 5.0  # a get that brought nothing may be repeated after this
+FIRST_HEARTBEAT_S = 2.0  # a member speaks soon after it starts: a new one is on probation
 ANSWER_INTERVAL_S = 1.0  # at most one roster.put per peer per second: puts are the big ones
 
 Request = Leave | Rotate | EndpointUpdate
@@ -103,13 +104,18 @@ class RosterSync:
         self._interval = gossip_interval_s
         self._fanout = fanout
         self._next_gossip = now + self._jitter(gossip_interval_s)
-        self._next_heartbeat = now + self._jitter(policy.member_heartbeat_s)
+        first = min(FIRST_HEARTBEAT_S, policy.member_heartbeat_s)
+        self._next_heartbeat = now + self._jitter(first)
         self._fetch: tuple[int, float] | None = None  # (seq asked for, until when)
         self._answered: dict[bytes, float] = {}
         self._requests: dict[type, Request] = {}
-        self._liveness = Liveness(policy.member_expiry_s) if issuer is not None else None
+        self._liveness = (
+            Liveness(policy.member_expiry_s, policy.member_probation_s)
+            if issuer is not None
+            else None
+        )
         self.stats: Counter[str] = Counter()
-        self._track(now)
+        self._track(now, probation=False)  # those listed when we start count as heard
 
     @property
     def key(self) -> bytes:
@@ -186,6 +192,8 @@ class RosterSync:
 
     def _dispatch(self, envelope: Envelope, message: RosterMessage, now: float) -> list[SyncOutput]:
         peer = envelope.sender
+        if self._liveness is not None:
+            self._liveness.heard(peer, now)  # any signed message shows a member alive
         # The roster carries its own signature, so news of a version is taken from anyone
         # who can reach us; we hand our roster only to members, and to a former member
         # repeating its leave (the roster shows it that it is out).
@@ -229,8 +237,6 @@ class RosterSync:
         return self._adopted(verdict, peer, now)
 
     def _on_heartbeat(self, peer: bytes, heartbeat: Heartbeat, now: float) -> list[SyncOutput]:
-        if self._liveness is not None:
-            self._liveness.heard(peer, now)
         if heartbeat.seq < self.ledger.seq:
             return self._answer(peer, now)
         return []
@@ -320,10 +326,11 @@ class RosterSync:
         """Forget the requests this version shows done."""
         self._requests = {k: r for k, r in self._requests.items() if not _done(r, roster, self.key)}
 
-    def _track(self, now: float) -> None:
+    def _track(self, now: float, *, probation: bool = True) -> None:
         if self._liveness is not None:
             roster = self.roster
-            self._liveness.track(roster.keys() - set(roster.guardians), now)
+            others = roster.keys() - set(roster.guardians)
+            self._liveness.track(others, now, probation=probation)
 
     def _have_to(self, peers: list[bytes], now: float) -> list[SyncOutput]:
         body = Have(self.ledger.vpn_id, self.ledger.seq, self.ledger.digest).body()

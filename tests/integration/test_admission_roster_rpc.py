@@ -22,7 +22,7 @@ from rms.policy import Policy
 from tests.admission_support import GUARDIAN, VPN_ID, node, place, wg_key
 
 HOST = "127.0.0.1"
-LIVELY = Policy(member_heartbeat_s=0.2, member_expiry_s=1.5)
+LIVELY = Policy(member_heartbeat_s=0.2, member_probation_s=1.0, member_expiry_s=1.5)
 
 
 @dataclass

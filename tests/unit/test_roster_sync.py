@@ -230,6 +230,37 @@ def test_silent_members_expire_and_heartbeats_keep_members() -> None:
     assert guardian.stats["expired"] == 1
 
 
+def test_a_member_added_while_the_guardian_runs_must_speak_within_probation() -> None:
+    # Two newcomers are offered places; one never takes it up (its ack was lost, its VPN
+    # failed locally), the other starts and heartbeats. Only the silent one goes, and it goes
+    # after the probation, not after the whole expiry.
+    vpn = vpn_with(0)
+    guardian = guardian_sync(vpn)
+    vpn.issuer.add(member_of(1), NOW + 1)
+    vpn.issuer.add(member_of(2), NOW + 1)
+    guardian.announce(NOW + 1)
+    taken = member_sync(1, vpn.roster)
+    now, removed = NOW + 1, []
+    while now < NOW + DEFAULT.member_probation_s + 30:
+        now = min(guardian.next_timer(), taken.next_timer())
+        removed += [e.roster for e in of(guardian.handle_timer(now), RosterAccepted)]
+        deliver(taken.handle_timer(now), guardian, now)
+    (gone,) = removed
+    assert not gone.roster.has(node(2).public_key) and gone.roster.has(node(1).public_key)
+    left_at = gone.roster.issued_ms / 1000
+    assert NOW + 1 + DEFAULT.member_probation_s <= left_at < NOW + DEFAULT.member_expiry_s
+
+
+def test_members_listed_when_a_guardian_starts_get_the_whole_expiry() -> None:
+    # A restarted guardian must not take its silent-so-far members for failed admissions.
+    vpn = vpn_with(1)
+    guardian = guardian_sync(vpn)
+    now = NOW + DEFAULT.member_probation_s + 1
+    while guardian.next_timer() <= now:
+        assert not of(guardian.handle_timer(guardian.next_timer()), RosterAccepted)
+    assert guardian.roster.has(node(1).public_key)
+
+
 def test_requests_from_non_members_and_to_non_guardians_are_dropped() -> None:
     vpn = vpn_with(2)
     guardian = guardian_sync(vpn)
