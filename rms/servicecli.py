@@ -1,7 +1,8 @@
 """The common front of the other services' commands (vpn-discovery, volume-provider, cfs).
 
 They are separate processes that talk to the local RMS through its control API; this module
-gives each the same `--version` and `check` (is the local RMS up, and which node is it).
+gives each the same `--version` and `check` (is the local RMS up, and which node is it), and
+every long-running command (these and `rms run`) the same start: config, logging, exit code.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rms import __version__
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
 from rms.logs import configure_logging
-from rms.tomlconfig import ConfigError
+from rms.tomlconfig import ConfigError, LogSection
 
 DEFAULT_SOCKET = Path("/run/rms/control.sock")
 Register = Callable[[Any], None]
+
+
+class Configured(Protocol):
+    """What `launch` needs of a program's config: its `[log]` section."""
+
+    @property
+    def log(self) -> LogSection: ...
+
+
+C = TypeVar("C", bound=Configured)
 
 
 def build_parser(
@@ -60,8 +71,8 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
 
 def start(
     prog: str,
-    load: Callable[[], Any],
-    main: Callable[[Any], Coroutine[Any, Any, None]],
+    load: Callable[[], C],
+    main: Callable[[C], Coroutine[Any, Any, None]],
     start_errors: tuple[type[Exception], ...],
     *,
     netlink: bool = False,
@@ -71,6 +82,23 @@ def start(
     A service that uses netlink (pyroute2) runs on the standard loop: uvloop has no
     AF_NETLINK datagram transports (docs/architecture.md).
     """
+
+    def run_(config: C) -> None:
+        if netlink:
+            asyncio.run(main(config))
+        else:
+            run_async(main(config))
+
+    return launch(prog, load, run_, start_errors)
+
+
+def launch(
+    prog: str,
+    load: Callable[[], C],
+    run_: Callable[[C], None],
+    start_errors: tuple[type[Exception], ...],
+) -> int:
+    """Load a program's config (2 if bad), set up logging, call run_ (1 if it cannot start)."""
     try:
         config = load()
     except ConfigError as exc:
@@ -78,10 +106,7 @@ def start(
         return 2
     configure_logging(config.log.format, config.log.level)
     try:
-        if netlink:
-            asyncio.run(main(config))
-        else:
-            run_async(main(config))
+        run_(config)
     except start_errors as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,9 @@ import structlog
 
 from rms import servicecli
 from rms.identity import KEY_FILE_NAME, IdentityError, NodeIdentity, load
-from rms.logs import configure_logging
 from rms.wg.errors import WireGuardError
 from rms.wg.manager import open_wireguard
-from volume_provider.config import ConfigError, ProviderConfig, load_config
+from volume_provider.config import ProviderConfig, load_config
 from volume_provider.export import Exporter
 from volume_provider.rmslink import RmsLink
 from volume_provider.service import ProviderService
@@ -26,6 +24,7 @@ from volume_provider.target.model import TargetError
 from volume_provider.target.tgt import TgtDriver
 from volume_provider.tgtd import TgtdKeeper
 
+PROG = "volume-provider"
 DESCRIPTION = (
     "True Cloud Volume Provider: exports contributed storage as iSCSI volumes over nested VPNs"
 )
@@ -35,7 +34,7 @@ log = structlog.get_logger("volume_provider")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `volume-provider` console script."""
-    parser = servicecli.build_parser("volume-provider", DESCRIPTION, [register_run])
+    parser = servicecli.build_parser(PROG, DESCRIPTION, [register_run])
     return servicecli.run(parser, argv)
 
 
@@ -48,20 +47,14 @@ def register_run(sub: Any) -> None:
 
 def handle_run(args: argparse.Namespace) -> int:
     """Load config and node key, then serve until SIGTERM or SIGINT."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"volume-provider: {e}", file=sys.stderr)
-        return 2
-    configure_logging(config.log.format, config.log.level)
-    try:
+
+    def run(config: ProviderConfig) -> None:
         identity = load(config.rms.state_dir / KEY_FILE_NAME)
         # netlink (pyroute2) needs the standard loop, not uvloop (docs/architecture.md)
         asyncio.run(serve(config, identity))
-    except (IdentityError, StoreError, TargetError, WireGuardError) as e:
-        print(f"volume-provider: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    errors = (IdentityError, StoreError, TargetError, WireGuardError)
+    return servicecli.launch(PROG, lambda: load_config(args.config), run, errors)
 
 
 async def serve(config: ProviderConfig, identity: NodeIdentity) -> None:

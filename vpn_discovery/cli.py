@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rms import servicecli
-from rms.logs import configure_logging
-from vpn_discovery.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from vpn_discovery.config import DEFAULT_CONFIG_PATH, load_config
 from vpn_discovery.service import MirrorService, ServiceError
 
 DESCRIPTION = "True Cloud management VPN discovery feed (RSS of signed VPN records)"
@@ -34,15 +32,5 @@ def register_serve(sub: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run a mirror: 0 after an orderly stop, 1 when it cannot start, 2 on a bad config."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{PROG}: {exc}; nothing was started", file=sys.stderr)
-        return 2
-    configure_logging(config.log.format, config.log.level)
-    try:
-        servicecli.run_async(MirrorService(config).run())
-    except ServiceError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    serve = lambda config: MirrorService(config).run()  # noqa: E731
+    return servicecli.start(PROG, lambda: load_config(args.config), serve, (ServiceError,))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from rms.config import Config, ConfigError, load_config
+from rms import servicecli
+from rms.config import Config, load_config
 from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
 from rms.dht.control import routes as dht_routes
@@ -26,7 +26,6 @@ from rms.gossip.events import AnswerReceived, Delivered
 from rms.gossip.exchange import Exchange
 from rms.gossip.inbox import Inbox
 from rms.identity import IdentityError, NodeIdentity, load_or_create
-from rms.logs import configure_logging
 from rms.vpn.manager import VpnManager
 
 
@@ -41,18 +40,8 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Load the config and identity, then run the daemon until it is told to stop."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"rms: {e}", file=sys.stderr)
-        return 2
-    configure_logging(config.log.format, config.log.level)
-    try:
-        run_daemon(config)
-    except (IdentityError, DaemonError, ControlSocketError) as e:
-        print(f"rms: {e}", file=sys.stderr)
-        return 1
-    return 0
+    errors = (IdentityError, DaemonError, ControlSocketError)
+    return servicecli.launch("rms", lambda: load_config(args.config), run_daemon, errors)
 
 
 def run_daemon(config: Config) -> None:

@@ -238,7 +238,7 @@ async def test_the_server_answers_frames_and_survives_garbage(
 def test_the_command_line_refuses_misuse_and_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("volume_provider.cli.configure_logging", lambda *args: None)
+    monkeypatch.setattr("rms.servicecli.configure_logging", lambda *args: None)
     assert main([]) == 2
     assert main(["run", "--config", str(tmp_path / "absent.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
