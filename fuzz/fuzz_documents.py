@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import atheris
+from fuzzing import mutated
 
 with atheris.instrument_imports():
     from rms import policydoc
@@ -70,20 +71,6 @@ def refused(check: Callable[[bytes], None], data: bytes) -> bool:
     except (DocumentError, ValueError, RecursionError):
         return True
     return False
-
-
-def mutated(fdp: atheris.FuzzedDataProvider, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(fdp.ConsumeIntInRange(1, 4)):
-        position = fdp.ConsumeIntInRange(0, len(out))
-        action = fdp.ConsumeIntInRange(0, 2)
-        if action == 0 and position < len(out):
-            out[position] = fdp.ConsumeIntInRange(0, 255)
-        elif action == 1:
-            out.insert(position, fdp.ConsumeIntInRange(0, 255))
-        elif position < len(out):
-            del out[position]
-    return bytes(out)
 
 
 def leaf(fdp: atheris.FuzzedDataProvider) -> object:

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 
 import atheris
+from fuzzing import mutated
 
 with atheris.instrument_imports():
     import msgpack
@@ -48,21 +49,6 @@ VALID = encode(IDENTITY, PING, Ping(b"fuzz-request").body(), NOW, nonce=bytes(16
 # A small replay cache so that eviction and the floor are exercised within one input.
 CONFIG = DecoderConfig(replay_capacity=2)
 MAX_LEAVES = 64
-
-
-def mutated_envelope(fdp: atheris.FuzzedDataProvider) -> bytes:
-    """The valid envelope with a few bytes overwritten, inserted or deleted."""
-    data = bytearray(VALID)
-    for _ in range(fdp.ConsumeIntInRange(1, 4)):
-        position = fdp.ConsumeIntInRange(0, len(data))
-        action = fdp.ConsumeIntInRange(0, 2)
-        if action == 0 and position < len(data):
-            data[position] = fdp.ConsumeIntInRange(0, 255)
-        elif action == 1:
-            data.insert(position, fdp.ConsumeIntInRange(0, 255))
-        elif position < len(data):
-            del data[position]
-    return bytes(data)
 
 
 LEAVES: list[Callable[[atheris.FuzzedDataProvider], object]] = [
@@ -125,7 +111,7 @@ def test_one_input(data: bytes) -> None:
     if shape == 2:
         check_signed(decoder, signed_envelope(fdp))
         return
-    datagram = mutated_envelope(fdp) if shape == 1 else fdp.ConsumeBytes(len(data))
+    datagram = mutated(fdp, VALID) if shape == 1 else fdp.ConsumeBytes(len(data))
     result = decoder.decode(datagram, NOW)
     if isinstance(result, Accepted) and datagram != VALID:
         raise RuntimeError(f"a mutated datagram was accepted: {datagram.hex()}")
