@@ -52,6 +52,18 @@ def minter(seed: object) -> Callable[[], WgPrivateKey]:
     return lambda: WgPrivateKey(rng.randbytes(32))
 
 
+@dataclass(frozen=True)
+class Record:
+    """Just the fields of a VPN record that the planner and the newcomer read."""
+
+    vpn_id: uuid.UUID = VPN_ID
+    soliciting: bool = True
+    members: int = 1
+    capacity: int = 8
+    founder_key: bytes = GUARDIAN.public_key
+    guardians: tuple[bytes, ...] = ()
+
+
 @dataclass
 class Vpn:
     """A founded VPN: the guardian's ledger and issuer."""

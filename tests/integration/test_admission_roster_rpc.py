@@ -12,14 +12,14 @@ from ipaddress import IPv4Address
 
 from rms.identity import NodeIdentity
 from rms.membership.events import RosterAccepted, SyncOutput
-from rms.membership.issuer import RosterIssuer, found_roster
+from rms.membership.issuer import RosterIssuer
 from rms.membership.ledger import RosterLedger
 from rms.membership.roster import Endpoint, Member
 from rms.membership.service import RosterSyncService, member_rpc_address
 from rms.membership.sync import RosterSync
 from rms.overlay import member_address
 from rms.policy import Policy
-from tests.admission_support import GUARDIAN, VPN_ID, node, place, wg_key
+from tests.admission_support import GUARDIAN, VPN_ID, found, node, place, wg_key
 
 HOST = "127.0.0.1"
 LIVELY = Policy(member_heartbeat_s=0.2, member_probation_s=1.0, member_expiry_s=1.5)
@@ -58,17 +58,8 @@ class Cloud:
 @contextlib.asynccontextmanager
 async def cloud(members: int) -> AsyncIterator[tuple[Cloud, RosterIssuer]]:
     now = time.time()
-    first = found_roster(
-        GUARDIAN,
-        VPN_ID,
-        wg_public_key=wg_key(0).public_key(),
-        location=place(900),
-        network=place(901),
-        now=now,
-        policy=LIVELY,
-    )
-    ledger = RosterLedger(VPN_ID, {GUARDIAN.public_key}, LIVELY, first)
-    issuer = RosterIssuer(ledger, GUARDIAN)
+    vpn = found(LIVELY, now=now)
+    ledger, issuer = vpn.ledger, vpn.issuer
     for n in range(1, members + 1):
         issuer.add(
             Member.new(

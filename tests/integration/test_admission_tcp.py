@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,21 +33,11 @@ from rms.policy import Policy
 from rms.wire import Accepted, Decoder, encode
 from rms.wire.messages.admission import HELLO, Hello, Refuse
 from rms.wire.messages.node import PING, Ping
-from tests.admission_support import GUARDIAN, VPN_ID, Vpn, found, node, place
+from tests.admission_support import GUARDIAN, VPN_ID, Record, Vpn, found, node, place
 
 HOST = "127.0.0.1"
 FAST = Policy(guest_backoff_initial_s=0.05, guest_backoff_max_s=0.4, guest_slot_timeout_s=3.0)
 QUICK = Policy(guest_slot_timeout_s=0.5)  # a guest that goes quiet is cut off soon
-
-
-@dataclass(frozen=True)
-class Record:
-    vpn_id: uuid.UUID = VPN_ID
-    soliciting: bool = True
-    members: int = 1
-    capacity: int = 8
-    founder_key: bytes = GUARDIAN.public_key
-    guardians: tuple[bytes, ...] = ()
 
 
 @dataclass

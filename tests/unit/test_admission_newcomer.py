@@ -33,6 +33,7 @@ from tests.admission_support import (
     OTHER_VPN,
     STRANGER,
     VPN_ID,
+    Record,
     found,
     member_of,
     node,
@@ -234,17 +235,7 @@ def test_nothing_after_the_outcome_counts() -> None:
     assert s.data_received(b"more", NOW) == [] and s.connection_lost(NOW) == []
 
 
-@dataclasses.dataclass(frozen=True)
-class Record:
-    vpn_id: object
-    founder_key: bytes
-    guardians: tuple[bytes, ...]
-    soliciting: bool = True
-    members: int = 1
-    capacity: int = 8
-
-
 def test_session_for_a_record_trusts_founder_and_guardians() -> None:
-    record = Record(VPN_ID, node(1).public_key, (GUARDIAN.public_key,))
-    s = session_for(record, node(5), location=place(5), network=place(105))  # type: ignore[arg-type]
+    record = Record(founder_key=node(1).public_key, guardians=(GUARDIAN.public_key,))
+    s = session_for(record, node(5), location=place(5), network=place(105))
     assert s.trusted == {node(1).public_key, GUARDIAN.public_key} and s.vpn_id == VPN_ID

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 
@@ -19,25 +19,24 @@ from rms.admission.planner import (
     busy_retries,
 )
 from rms.policy import Policy
-from tests.admission_support import NOW, VPN_ID, admit, found, guardian_core, node, session
+from tests.admission_support import (
+    NOW,
+    VPN_ID,
+    Record,
+    admit,
+    found,
+    guardian_core,
+    node,
+    session,
+)
 
 GUARDIAN_KEY = node(1).public_key
 
 
-@dataclass(frozen=True)
-class Record:
-    """Just the fields of a VPN record the planner reads."""
-
-    vpn_id: uuid.UUID
-    soliciting: bool = True
-    members: int = 3
-    capacity: int = 8
-    founder_key: bytes = GUARDIAN_KEY
-    guardians: tuple[bytes, ...] = ()
-
-
-def vpn(n: int, **kw: object) -> Record:
-    return Record(uuid.UUID(int=n), **kw)  # type: ignore[arg-type]
+def vpn(n: int | uuid.UUID, **kw: object) -> Record:
+    """VPN n's record (3 members of 8, founded by node 1), with some fields changed."""
+    vpn_id = n if isinstance(n, uuid.UUID) else uuid.UUID(int=n)
+    return replace(Record(vpn_id, members=3, founder_key=GUARDIAN_KEY), **kw)  # type: ignore[arg-type]
 
 
 def attempted(step: object) -> Record:
@@ -127,7 +126,7 @@ def test_a_taken_slot_bounds_the_wait_and_a_rate_limit_sets_it() -> None:
 
 
 def test_failure_moves_on_and_success_joins() -> None:
-    planner = AdmissionPlanner([vpn(1), Record(VPN_ID)], rng=random.Random(5))
+    planner = AdmissionPlanner([vpn(1), vpn(VPN_ID)], rng=random.Random(5))
     first = attempted(planner.next_step(NOW))
     assert first.vpn_id != VPN_ID  # this seed tries the unreachable one first
     planner.record(Failed(first.vpn_id, "cannot reach the guardian"), NOW)

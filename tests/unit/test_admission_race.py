@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
-from dataclasses import dataclass
 
 from rms.admission.events import Admitted, Busy
 from rms.admission.planner import AdmissionPlanner, Attempt, Joined, Wait
@@ -12,23 +10,13 @@ from rms.wg.keys import WgPublicKey
 from tests.admission_support import (
     GUARDIAN,
     NOW,
-    VPN_ID,
     Pipe,
+    Record,
     found,
     guardian_core,
     node,
     session,
 )
-
-
-@dataclass(frozen=True)
-class Record:
-    vpn_id: uuid.UUID = VPN_ID
-    soliciting: bool = True
-    members: int = 1
-    capacity: int = 8
-    founder_key: bytes = GUARDIAN.public_key
-    guardians: tuple[bytes, ...] = ()
 
 
 def planner(seed: int) -> AdmissionPlanner[Record]:
