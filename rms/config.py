@@ -19,6 +19,7 @@ Layout of the file (every key optional)::
     location = ""        # a UUID or a place name
     network = ""         # a UUID or a network name; empty: from the public address
     public_ips = []
+    want = 0             # VPNs to be in: 0 = the policy's target (2), else 1 to 4
 
     [discovery]
     urls = []            # https://…/feed.rss of the discovery mirrors
@@ -56,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rms.entitlement.arithmetic import ContributionError, parse_size
+from rms.policy import DEFAULT as POLICY
 from rms.tomlconfig import MAX_CONFIG_BYTES, ConfigError, LogSection, build, read_toml, require
 
 __all__ = ["DEFAULT_CONFIG_PATH", "MAX_CONFIG_BYTES", "Config", "ConfigError", "load_config"]
@@ -88,9 +90,12 @@ class VpnSection:
     location: str = ""  # geographic location: a UUID, or a name hashed to one
     network: str = ""  # network endpoint: a UUID, or a name; empty = from the public address
     public_ips: tuple[str, ...] = ()  # where peers reach this node; empty = detected
+    want: int = 0  # VPNs the node wants; 0 = the policy's target; bounded by its vpn_min/max
 
     def __post_init__(self) -> None:
         require(self.backend in WG_BACKENDS, f"vpn.backend must be one of {', '.join(WG_BACKENDS)}")
+        top = POLICY.vpn_max
+        require(0 <= self.want <= top, f"vpn.want must be 0 (the policy's target) or 1 to {top}")
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,12 @@ def render_joins(value: Any) -> list[str]:
     if not isinstance(value, dict):
         return render_section(value)
     lines = [f"  founded: {value.get('founded', 0)}"]
+    wanted = value.get("wanted")
+    if isinstance(wanted, dict):
+        lines.append(
+            f"  wanted: {wanted.get('count')} VPNs ({wanted.get('source')}; the policy's "
+            f"target {wanted.get('target')}, max {wanted.get('max')})"
+        )
     for join in value.get("joins", []):
         lines.append(
             f"  joined {str(join.get('vpn'))[:8]}: {join.get('attempts')} attempt(s), "
@@ -189,12 +195,25 @@ def render_entitlement(value: Any) -> list[str]:
         f"  entitlement   {_size(e.get('storage_bytes'))} storage,"
         f" {_cores(e.get('cpu_millicores'))} CPU (ratio {value.get('ratio')})",
     ]
+    if isinstance(c.get("capacity_bytes"), int):
+        lines.insert(
+            1,
+            f"  measured      {_size(c.get('capacity_bytes'))} room,"
+            f" {_size(c.get('leased_bytes'))} leased (Volume Provider)",
+        )
     if probation.get("active"):
         lines.append(f"  probation     {format_duration(float(probation.get('left_s', 0)))} left")
-    version = policy.get("version")
-    signed = f"signed document, version {version}" if version else "built-in defaults"
-    lines.append(f"  policy        {signed}")
+    lines.append(f"  policy        {_policy_line(policy)}")
     return lines
+
+
+def _policy_line(policy: dict[str, Any]) -> str:
+    version = policy.get("version")
+    if not version:
+        return "built-in defaults"
+    signers = policy.get("signers")
+    keys = ", ".join(f"{k[:16]}…" for k in signers if isinstance(k, str)) if signers else "?"
+    return f"signed document, version {version}, signed by {keys}"
 
 
 def render_ledger(value: Any) -> list[str]:

@@ -1,15 +1,17 @@
 """The VPN manager: the daemon service that keeps the node in 1 to 4 management VPNs.
 
-Its loop (docs/management-vpns.md): while the node is in fewer than `policy.vpn_target`
-VPNs, read the feed, try the soliciting VPNs that have room (the admission planner picks
-and backs off), and when none fits, found a new VPN — but only after a second look a random
-while later, so that nodes starting together do not each found their own.
+Its loop (docs/management-vpns.md): while the node is in fewer VPNs than it wants
+(`policy.vpn_target`, or more up to `policy.vpn_max`: rms.vpn.want), read the feed, try
+the soliciting VPNs that have room (the admission planner picks and backs off), and when
+none fits and the node is below the target, found a new VPN — but only after a second look
+a random while later, so that nodes starting together do not each found their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import random
 import time
@@ -32,6 +34,7 @@ from rms.membership.issuer import RosterIssuer, found_roster
 from rms.membership.ledger import RosterLedger
 from rms.policy import DEFAULT, Policy
 from rms.status import StatusBoard
+from rms.vpn.control import routes as control_routes
 from rms.vpn.guardian import GuardianDuty
 from rms.vpn.join import knock
 from rms.vpn.locality import LocalityError, resolve, usable_addresses
@@ -39,6 +42,7 @@ from rms.vpn.membership import Membership, MembershipEnded, NodeContext
 from rms.vpn.names import free_slot, is_ours, management_port
 from rms.vpn.store import MembershipStore, SavedGuardian, SavedVpn
 from rms.vpn.trace import KEEP, JoinTrace
+from rms.vpn.want import WantedVpns
 from rms.wg.errors import WireGuardError
 from rms.wg.keys import WgPrivateKey
 from rms.wg.manager import WireGuard, open_wireguard
@@ -87,6 +91,9 @@ class VpnManager:
         self._log = log.bind(node_id=identity.node_id_hex[:16])
         self.store = MembershipStore(config.node.state_dir / "vpns", policy)
         self.gossip = gossip  # broadcast follows the rosters: every member is a neighbour
+        self.want = WantedVpns(policy, config.vpn.want)
+        self._none_fit = False  # beyond the target, the last look found no VPN with room
+        self._wake = asyncio.Event()
 
     def attach(self, board: StatusBoard) -> None:
         """Add the `vpns` section and the membership health check to the status board."""
@@ -197,11 +204,18 @@ class VpnManager:
 
     async def _join_loop(self) -> None:
         while True:
-            if len(self.memberships) < self.policy.vpn_target and self._discovery is not None:
+            if self.want.joins(len(self.memberships)) and self._discovery is not None:
                 await self._try_join()
-            below = len(self.memberships) < self.policy.vpn_target
-            base = JOIN_INTERVAL_S if below else SETTLED_INTERVAL_S
-            await asyncio.sleep(self.rng.uniform(base / 2, base))
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Until the next look: short while wanting more, unless beyond the target nothing
+        had room; a raised wanted count (`wanted_changed`) ends the pause at once."""
+        eager = self.want.eager(len(self.memberships), self._none_fit)
+        base = JOIN_INTERVAL_S if eager else SETTLED_INTERVAL_S
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.rng.uniform(base / 2, base))
 
     async def _try_join(self) -> None:
         ctx, discovery = self._ctx, self._discovery
@@ -224,6 +238,7 @@ class VpnManager:
         exclude = set(self.memberships) | set(self._left)
         planner = AdmissionPlanner(candidates, rng=self.rng, policy=self.policy, exclude=exclude)
         result = await run_admission(planner, lambda record: knock(ctx, record, slot, trace))
+        self._none_fit = isinstance(result, NoVpnFits)
         if isinstance(result, Joined):
             self._found_after = None
             trace.vpn_id, trace.admitted_at = str(result.admitted.vpn_id), self._clock()
@@ -257,6 +272,8 @@ class VpnManager:
         self._start(membership)
 
     def _consider_founding(self, ctx: NodeContext, slot: int, result: NoVpnFits) -> None:
+        if not self.want.may_found(len(self.memberships)):
+            return  # beyond the target a node only joins: a VPN of one reaches nobody
         now = self._clock()
         if any(self._awaiting_newcomers(m, now) for m in self.memberships.values()):
             return  # our young VPN still has room: let others come before opening another
@@ -338,44 +355,26 @@ class VpnManager:
         return self.memberships[vpn_id]
 
     def routes(self) -> list[web.RouteDef]:
-        """The control API routes of the manager: leave a VPN, rotate this node's key in one."""
-        return [
-            web.post("/v1/vpns/{vpn}/leave", self._http_leave),
-            web.post("/v1/vpns/{vpn}/rotate", self._http_rotate),
-        ]
+        """The control API routes of the manager (rms.vpn.control)."""
+        return control_routes(self)
 
-    async def _http_leave(self, request: web.Request) -> web.Response:
-        membership = self._requested(request)
-        try:
-            membership.leave()
-        except ValueError as e:  # a guardian cannot leave (yet)
-            raise web.HTTPConflict(text=str(e)) from None
+    def leave(self, membership: Membership) -> None:
+        """Ask to leave that VPN; it is not joined again for LEFT_HOLD_S (ValueError: guardian)."""
+        membership.leave()
         self._left[membership.vpn_id] = self._clock() + LEFT_HOLD_S
-        return web.json_response({"vpn": str(membership.vpn_id), "requested": "leave"}, status=202)
 
-    async def _http_rotate(self, request: web.Request) -> web.Response:
-        membership = self._requested(request)
-        try:
-            key = membership.rotate().public_key()
-        except RuntimeError as e:
-            raise web.HTTPConflict(text=str(e)) from None
-        body = {"vpn": str(membership.vpn_id), "requested": "rotate", "public_key": key.base64()}
-        return web.json_response(body, status=202)
-
-    def _requested(self, request: web.Request) -> Membership:
-        try:
-            vpn_id = uuid.UUID(request.match_info["vpn"])
-            return self.membership(vpn_id)
-        except ValueError:
-            raise web.HTTPBadRequest(text="not a VPN id") from None
-        except KeyError:
-            raise web.HTTPNotFound(text="this node is not a member of that VPN") from None
+    def wanted_changed(self) -> None:
+        """The wanted count changed: look for a VPN at once instead of at the next check."""
+        self._log.info("vpn.wanted", count=self.want.value, held=len(self.memberships))
+        self._none_fit = False
+        self._wake.set()
 
     def join_status(self) -> dict[str, Any]:
         """The `vpn_joins` section: recent joins, and how the latest attempt went."""
         last = self.last_attempt
         return {
             "founded": self.founded,
+            "wanted": self.want.status(),
             "joins": [t.as_json() for t in self.joins],
             "last_attempt": None if last is None else last.as_json(),
             "problem": self.problem,
