@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class AuditService:
         self.reputation = Reputation(entitlement.policy)
         self.history: deque[rep.AuditReport] = deque(maxlen=MAX_KEPT)
         self.refused = 0
+        # Set when the DHT runs (rms.audit.publish): puts a report this node signed.
+        self.publish: Callable[[rep.AuditReport], Awaitable[int]] | None = None
         self._lines = 0  # lines in the file, to know when to compact it
         self._replay()
 
@@ -181,11 +183,14 @@ def routes(service: AuditService) -> list[web.RouteDef]:
         value = await json_body(request, rep.MAX_REPORT_BYTES)
         if set(value) != {"body"}:
             raise web.HTTPBadRequest(text='expected {"body": {...}}')
-        return _answer(lambda: service.own_body_signed(value["body"]))
+        report = _taken(lambda: service.own_body_signed(value["body"]))
+        # the node's own reports go to the DHT, where every node looks for them
+        published = None if service.publish is None else await service.publish(report)
+        return web.json_response({**_described(report), "published": published})
 
     async def receive(request: web.Request) -> web.Response:
         value = await json_body(request, rep.MAX_REPORT_BYTES)
-        return _answer(lambda: service.receive(value))
+        return web.json_response(_described(_taken(lambda: service.receive(value))))
 
     return [
         web.get("/v1/audits", get_audits),
@@ -194,12 +199,15 @@ def routes(service: AuditService) -> list[web.RouteDef]:
     ]
 
 
-def _answer(take: Callable[[], rep.AuditReport]) -> web.Response:
+def _taken(take: Callable[[], rep.AuditReport]) -> rep.AuditReport:
     try:
-        report = take()
+        return take()
     except rep.ReportError as e:
         raise web.HTTPBadRequest(text=str(e)) from None
-    return web.json_response({"report": report.signed, "passed": report.passed})
+
+
+def _described(report: rep.AuditReport) -> dict[str, Any]:
+    return {"report": report.signed, "passed": report.passed}
 
 
 def attach(service: AuditService, daemon: Daemon) -> None:

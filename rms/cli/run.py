@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from rms import servicecli
+from rms.audit.publish import attach_publication
 from rms.config import Config, load_config
 from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
@@ -50,14 +51,15 @@ def run_daemon(config: Config) -> None:
     with StateDirLock(config.node.state_dir):
         identity = load_or_create(config.node.state_dir, new_node_seed)
         daemon = Daemon(config, identity)
-        attach_accounting(config, identity, daemon)
+        audits = attach_accounting(config, identity, daemon)
         if config.vpn.enabled:
             broadcast = open_broadcast(identity, daemon)
             vpns = VpnManager(config, identity, gossip=broadcast)
             vpns.attach(daemon.board)
             daemon.add_service("vpn", vpns.run)
             daemon.add_routes(vpns.routes())
-            open_dht(identity, daemon, vpns)
+            dht = open_dht(identity, daemon, vpns)
+            attach_publication(audits, dht, identity, daemon)  # audit reports in the DHT
         _run(daemon.run())
 
 

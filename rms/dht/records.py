@@ -13,9 +13,12 @@ record under a key that is not theirs (`record_key`):
 - peer:     SHA-256(b"peer/" || publisher)          one record, its publisher's
 - provider: SHA-256(b"provide/" || kind)             many records, one per provider
 - vpn:      SHA-256(b"vpn/" || vpn_id)                many records, one per guardian
+- audit:    SHA-256(b"audit/" || provider)            many records, one per auditor
 
 A provider record is stored only if signed by the provider it names (its publisher); a VPN
-record only if its publisher is one of the guardians it lists.
+record only if its publisher is one of the guardians it lists; an audit record is the
+auditor's latest report about the provider it names (never itself), whose own signature
+`rms.audit.dhtrecord` checks when it reads the record back.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "RECORD_CONTEXT",
     "Record",
     "RecordError",
+    "audit_key",
     "parse_record",
     "peer_key",
     "provider_key",
@@ -46,9 +50,10 @@ __all__ = [
 
 RECORD_CONTEXT = b"truecloud-dht-record-v1\x00"
 MAX_RECORD = 600  # a store fits 1280 bytes even boxed inside a relay request
-PEER, PROVIDER, VPN = "peer", "provider", "vpn"
-KINDS = (PEER, PROVIDER, VPN)
-MULTI = frozenset({PROVIDER, VPN})  # kinds with many publishers under one key
+PEER, PROVIDER, VPN, AUDIT = "peer", "provider", "vpn", "audit"
+KINDS = (PEER, PROVIDER, VPN, AUDIT)
+MULTI = frozenset({PROVIDER, VPN, AUDIT})  # kinds with many publishers under one key
+AUDIT_REPORT = (str, int, int, str, int, int, bytes)  # lease, round, at, kind, checked, failed, sig
 RESOURCES = ("storage", "cpu")
 _UNPACK: dict[str, Any] = {
     "raw": False,
@@ -103,12 +108,19 @@ def vpn_key(vpn_id: bytes) -> bytes:
     return hashlib.sha256(b"vpn/" + vpn_id).digest()
 
 
+def audit_key(provider: bytes) -> bytes:
+    """The DHT key under which auditors publish their reports about `provider` (its key)."""
+    return hashlib.sha256(b"audit/" + provider).digest()
+
+
 def record_key(kind: str, publisher: bytes, fields: dict[str, object]) -> bytes:
     """The key a record of this kind, publisher and fields is bound to."""
     if kind == PEER:
         return peer_key(publisher)
     if kind == PROVIDER:
         return provider_key(str(fields["resource"]))
+    if kind == AUDIT:
+        return audit_key(_bytes(fields["provider"]))
     return vpn_key(_bytes(fields["vpn"]))
 
 
@@ -196,6 +208,20 @@ def _check_fields(kind: str, publisher: bytes, fields: dict[str, object]) -> Non
             raise RecordError("a VPN record is published by one of its guardians")
         if type(fields.get("members")) is not int:
             raise RecordError("a VPN record counts its members")
+    if kind == AUDIT:
+        _check_audit(publisher, fields)
+
+
+def _check_audit(publisher: bytes, fields: dict[str, object]) -> None:
+    if set(fields) != {"provider", "report"}:
+        raise RecordError("an audit record has exactly the fields provider and report")
+    provider, report = fields.get("provider"), fields.get("report")
+    if type(provider) is not bytes or len(provider) != 32 or provider == publisher:
+        raise RecordError("an audit record names a 32-byte provider other than its publisher")
+    if type(report) is not tuple or len(report) != len(AUDIT_REPORT):
+        raise RecordError("an audit record's report is an array of 7")
+    if not all(type(v) is t for v, t in zip(report, AUDIT_REPORT, strict=True)):
+        raise RecordError("an audit report is [lease, round, at, kind, checked, failed, sig]")
 
 
 def _addresses(value: object) -> list[Address]:

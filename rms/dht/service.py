@@ -30,6 +30,7 @@ from rms.dht.node import DhtNode
 from rms.dht.puzzle import grind_seed, satisfies
 from rms.dht.records import (
     PROVIDER,
+    RecordError,
     parse_record,
     peer_fields,
     peer_key,
@@ -339,6 +340,18 @@ class DhtService:
         result = await self._wait(lambda now: self.core.start_put(raw, now))
         self._count("puts", result.stored > 0)
         return result
+
+    async def put(self, raw: bytes) -> LookupResult:
+        """Put a record this node signed (RecordError if it is not one); republished."""
+        if parse_record(raw).publisher != self.identity.public_key:
+            raise RecordError("only records this node signed are put and republished")
+        result = await self._wait(lambda now: self.core.start_put(raw, now))
+        self._count("puts", result.stored > 0)
+        return result
+
+    def withdraw(self, key: bytes) -> None:
+        """Stop republishing our record under `key` (it lapses at its expiry)."""
+        self.core.own.pop((key, self.identity.public_key), None)
 
     def own_records(self) -> list[bytes]:
         """The signed records this node publishes and keeps republishing."""

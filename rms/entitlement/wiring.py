@@ -13,10 +13,12 @@ from rms.ledger.store import LedgerStore
 from rms.ledger.store import attach as attach_ledger
 
 
-def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) -> None:
+def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) -> AuditService:
     """Entitlement (status, routes, heartbeats), the ledger and the audits, in the daemon."""
     state_dir = config.node.state_dir
     entitlement = EntitlementService(config)
     attach_entitlement(entitlement, daemon)
     attach_ledger(LedgerStore(state_dir, identity, load=False), daemon)
-    attach_audits(AuditService(state_dir, identity, entitlement), daemon)
+    audits = AuditService(state_dir, identity, entitlement)
+    attach_audits(audits, daemon)
+    return audits  # the DHT, when it runs, publishes and fetches its reports

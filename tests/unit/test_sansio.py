@@ -60,7 +60,7 @@ CORES = [
     *(f"rms/entitlement/{m}.py" for m in ("__init__", "arithmetic", "availability")),
     "rms/policydoc.py",
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
-    *(f"rms/audit/{m}.py" for m in ("__init__", "report", "reputation")),
+    *(f"rms/audit/{m}.py" for m in ("__init__", "report", "reputation", "dhtrecord")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status")),
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
@@ -85,6 +85,7 @@ ADAPTERS = [
     "rms/entitlement/wiring.py",
     "rms/ledger/store.py",
     "rms/audit/service.py",
+    "rms/audit/publish.py",  # audit reports put in and fetched from the daemon's DHT
     "rms/membership/service.py",
     "rms/net/streams.py",
     "rms/discovery/__init__.py",  # re-exports the cores; the client is rms.discovery.client
