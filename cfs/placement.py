@@ -26,6 +26,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_net
 from math import isfinite
 
 POOL_WIDTH = 8
+SPARES = 3  # RAIDZ3 outlives 3 lost volumes; each needs a replacement beside the 8
 SEARCH_STEPS = 20_000
 IPV4_BLOCK, IPV6_BLOCK = 24, 48
 
@@ -170,3 +171,20 @@ def _most_distinct(pool: list[Candidate]) -> int:
         if not any(c.clashes(p) for p in picked):
             picked.append(c)
     return len(picked)
+
+
+def more_vpns(
+    reachable: int, unreachable: int, held: int, wanted: int | None, most: int | None
+) -> int | None:
+    """How many management VPNs to ask the RMS for, or None: ask for nothing.
+
+    Claims and nested links go over a VPN this node shares with the provider (docs/cfs.md,
+    "Reach"), so a node that reaches fewer than the pool's 8 and `SPARES` replacements, while
+    other providers answered from beyond its VPNs, asks for one VPN more: only once it holds
+    what it asked for before (`wanted`) and below the policy's `most`.
+    """
+    if reachable >= POOL_WIDTH + SPARES or unreachable == 0:
+        return None  # enough, or nobody more to reach
+    if wanted is None or most is None or held < wanted or held >= most:
+        return None  # an RMS without the route, still joining, or at the policy's max
+    return held + 1

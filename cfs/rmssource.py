@@ -29,7 +29,7 @@ import structlog
 
 from cfs.initiator.driver import VolumeTarget
 from cfs.lease import Lease, Tunnel, VolumeError, portal_of
-from cfs.placement import Candidate
+from cfs.placement import Candidate, more_vpns
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
 from rms.identity import NodeIdentity
 from rms.net.framing import FrameReader, encode_frame
@@ -101,6 +101,8 @@ class RmsVolumeSource:
         self.exchange, self.clock, self.tries, self.timeout_s = exchange, clock, tries, timeout_s
         self.distinct_blocks = distinct_blocks  # False: placement ignores public /24s
         self._offers: dict[str, Offer] = {}
+        self._answered: dict[str, tuple[IPv6Address, ...]] = {}  # provider -> its addresses
+        self._own_id = identity.node_id_hex
         self._ports: set[int] = set()
         self.dropped = 0
         self.unreachable = 0
@@ -118,22 +120,54 @@ class RmsVolumeSource:
             raise VolumeError(f"asking the cloud for volumes failed: {e}") from None
         public = public_addresses(status) if self.distinct_blocks else {}
         mine = own_addresses(status)
-        found = []
+        found: list[Candidate] = []
+        answered: dict[str, tuple[IPv6Address, ...]] = {}
         for raw in list(answers.get("answers", []))[:MAX_ANSWERS]:
             offer = parse_answer(raw)
             if offer is None or offer.terms.size < size:
                 self.dropped += 1
-            elif pick_endpoint(mine, offer.addresses) is None:
+                continue
+            answered[offer.provider_id.hex()] = offer.addresses
+            if pick_endpoint(mine, offer.addresses) is None:
                 # Claims go over a management VPN both are in (docs/volumes.md); a provider
                 # that shares none with this node is out of reach, however good its offer.
                 self.unreachable += 1
             else:
                 found.append(self._candidate(offer, public))
+        self._answered = answered
         log.info(
             "cfs.offers", size=size, offers=len(found), dropped=self.dropped,
             unreachable=self.unreachable,
         )  # fmt: skip
+        await self._widen(status)
         return found
+
+    async def check_reach(self) -> None:
+        """Ask for one more management VPN if the providers that last answered are still
+        out of reach in too great a number (after a join, with this node's VPNs as now)."""
+        if not self._answered:
+            return
+        try:
+            status = await self.control.status()
+        except (ControlError, DaemonUnavailable) as e:
+            log.info("cfs.reach_unknown", reason=str(e))
+            return
+        await self._widen(status)
+
+    async def _widen(self, status: dict[str, Any]) -> None:
+        mine = own_addresses(status)
+        others = [a for p, a in self._answered.items() if p != self._own_id]
+        reachable = sum(pick_endpoint(mine, a) is not None for a in others)
+        wanted = _dict(_dict(status.get("vpn_joins")).get("wanted"))
+        count, most = _int(wanted.get("count")), _int(wanted.get("max"))
+        ask = more_vpns(reachable, len(others) - reachable, len(mine), count, most)
+        if ask is None:
+            return
+        log.info("cfs.more_vpns", reachable=reachable, answered=len(others), vpns=ask)
+        try:
+            await self.control.post_json("/v1/vpns/want", {"vpns": ask})
+        except (ControlError, DaemonUnavailable) as e:
+            log.warning("cfs.more_vpns_refused", vpns=ask, reason=str(e))
 
     def _candidate(
         self, offer: Offer, public: dict[IPv6Address, IPv4Address | IPv6Address]
@@ -290,6 +324,14 @@ def public_addresses(status: dict[str, Any]) -> dict[IPv6Address, IPv4Address | 
             if isinstance(inner, IPv6Address) and endpoint is not None:
                 found[inner] = endpoint
     return found
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None
 
 
 def _list(value: object) -> Sequence[object]:

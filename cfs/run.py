@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from cfs.attach import Attacher
+from cfs.audit import ScrubAuditor
 from cfs.config import CfsConfig, uuid_bytes
 from cfs.healing import Policy
 from cfs.initiator.driver import InitiatorDriver, LibiscsiBridge
@@ -69,6 +70,8 @@ async def serve(config: CfsConfig) -> None:
         attacher=Attacher(wireguard, _initiator(config)),
         zfs=ZfsCli(),
         policy=Policy(h.renew_margin_s, h.retry_s, h.max_retry_s, h.poll_s),
+        reach=source.check_reach,
+        audit=ScrubAuditor(control, identity.public_key).run,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from cfs.zfs.status import PoolStatus, ZfsError
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 PARALLEL = (Reattach, Attach, Renew, Release)
+REACH_EVERY_S = 15.0  # how often a built pool checks that spares are within reach
 PROBE_EVERY = 5  # steps between block reads of every volume (10 s at the default poll_s)
 log = structlog.get_logger("cfs")
 
@@ -56,9 +57,13 @@ class Cfs:
         zfs: PoolDriver,
         policy: Policy,
         clock: Callable[[], float] = time.time,
+        reach: Callable[[], Awaitable[None]] | None = None,
+        audit: Callable[[Cfs, asyncio.Event], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.spec, self.source, self.attacher, self.zfs = spec, source, attacher, zfs
+        self.audit = audit  # issue 6: scrub audits of the providers (cfs.audit)
         self.policy, self.clock = policy, clock
+        self.reach = reach  # asks for more VPNs while too few providers are reachable
         self.healer: Healer | None = None
         self.last_status: PoolStatus | None = None
         self.usage: tuple[int, int] | None = None
@@ -277,8 +282,12 @@ class Cfs:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(stop), name="cfs-watch")
+                if self.audit is not None:
+                    tg.create_task(self.audit(self, stop), name="cfs-audit")
                 if publish is not None:
                     tg.create_task(self._publish(stop, publish, every_s), name="cfs-status")
+                if self.reach is not None:
+                    tg.create_task(self._keep_reach(stop, self.reach), name="cfs-reach")
         finally:
             await self.shutdown()
 
@@ -298,6 +307,12 @@ class Cfs:
             except Exception as e:  # the RMS may be restarting; the pool goes on regardless
                 log.debug("cfs.publish_failed", reason=str(e))
             await _wait(stop, every_s)
+
+    async def _keep_reach(self, stop: asyncio.Event, reach: Callable[[], Awaitable[None]]) -> None:
+        # spares for healing must be reachable before a loss, not found after it (docs/cfs.md)
+        while not stop.is_set():
+            await _wait(stop, REACH_EVERY_S)
+            await reach()
 
     async def shutdown(self) -> None:
         """Export the pool and detach every volume (leases kept; see the module doc)."""
