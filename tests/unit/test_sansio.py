@@ -61,7 +61,7 @@ CORES = [
     "rms/policydoc.py",
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
     *(f"rms/audit/{m}.py" for m in ("__init__", "report", "reputation", "dhtrecord")),
-    *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status")),
+    *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status", "scrub")),
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
     "rms/update/roles.py",  # the component library's TUF metadata, `now` as an argument
@@ -74,6 +74,7 @@ CORES = [
 ]
 ADAPTERS = [
     *(f"cfs/{m}.py" for m in ("service", "rmssource", "attach", "run")),  # issue 5, the CFS
+    "cfs/audit.py",  # issue 6: scrubs the pool, has the node sign and publish the reports
     "rms/dht/adapter.py",
     "rms/dht/service.py",  # the daemon's DHT: sockets per VPN address, control API lookups
     "rms/dht/control.py",
