@@ -48,6 +48,15 @@ class Replace:
 
 
 @dataclass(frozen=True, slots=True)
+class Detach:
+    """`zpool detach POOL DEVICE`: take one side of the slot's replacing pair out (a dead
+    replacement, or the old device a finished resilver left behind)."""
+
+    slot: int
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class Online:
     """`zpool clear` the pool and `zpool online` the device (resume after a reattach)."""
 
@@ -70,7 +79,7 @@ class Renew:
     lease: Lease
 
 
-Action = Reattach | Obtain | Attach | Replace | Online | Release | Renew
+Action = Reattach | Obtain | Attach | Replace | Detach | Online | Release | Renew
 
 
 def describe(action: Action) -> dict[str, object]:
@@ -84,6 +93,8 @@ def describe(action: Action) -> dict[str, object]:
         fields.update(lease=lease.lease_id, provider=lease.provider.provider[:16])
     if isinstance(action, Replace):
         fields.update(old=action.old_device, new=action.new_device)
+    if isinstance(action, Detach):
+        fields["device"] = action.device
     if isinstance(action, Release):
         fields["why"] = action.why
     if isinstance(action, Obtain):

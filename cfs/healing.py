@@ -5,8 +5,9 @@ provider, `zpool replace`, follow the resilver, release the dead lease; renew le
 they expire. Each of the 8 slots of the RAIDZ3 pool walks this path:
 
     online --lost--> reattaching --fails--> obtaining -> attaching -> replacing
-       ^                 |                                                |
-       +---- back -------+                  resilvering <-----------------+
+       ^                 |                         ^                      |
+       +---- back -------+                         |  abandoning <-- resilvering
+       |                                           +--(replacement lost)  |
        +-------------------------- resilver done (old lease released) ---+
 
 A lost volume is first logged in to again with its own lease (a provider that restarted is
@@ -16,6 +17,12 @@ controller keeps trying to reattach until enough volumes are back (the pool resu
 `zpool clear`). A failed step is retried after `retry_s`, doubling up to `max_retry_s`; a
 provider that failed us is avoided for that slot. Leases are renewed `renew_margin_s`
 before they expire; a lease that expires anyway counts as a lost volume.
+
+A replacement can die during its own resilver. If zfs had already finished the replace (the
+old device is gone from the table) the new volume simply is the slot's and it is lost like
+any other; otherwise the dead replacement is taken back out (`zpool detach`), its lease
+released and another one obtained. A resilver that ended while zfs still lists the old
+device (it keeps it after errors) is completed by detaching the old device.
 """
 
 from __future__ import annotations
@@ -24,7 +31,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace
+from cfs.actions import (
+    Action,
+    Attach,
+    Detach,
+    Obtain,
+    Online,
+    Reattach,
+    Release,
+    Renew,
+    Replace,
+)
 from cfs.lease import Lease
 from cfs.placement import Candidate
 from cfs.zfs.status import PoolStatus
@@ -32,6 +49,7 @@ from cfs.zfs.status import PoolStatus
 PARITY = 3
 BAD_STATES = frozenset({"UNAVAIL", "FAULTED", "REMOVED", "OFFLINE"})
 HISTORY = 32
+LINGER_POLLS = 3  # statuses a finished resilver may still list the old device before detach
 
 
 class SlotState(StrEnum):
@@ -44,6 +62,7 @@ class SlotState(StrEnum):
     ATTACHING = "attaching"
     REPLACING = "replacing"
     RESILVERING = "resilvering"
+    ABANDONING = "abandoning"  # a replacement died before its resilver ended: zpool detach
 
 
 @dataclass
@@ -59,6 +78,7 @@ class Slot:
     delay: float = 0.0
     avoid: set[str] = field(default_factory=set)
     reattached: bool = False  # a reattach already brought it back once in this loss
+    lingering: int = 0  # statuses since the resilver ended with the old device still listed
 
 
 @dataclass(frozen=True)
@@ -97,8 +117,8 @@ class Healer:
                 if leaf is None or leaf.state in BAD_STATES:
                     state = "missing" if leaf is None else leaf.state
                     actions += self._lose(i, f"device {state}", now, reattach=True)
-            elif slot.state is SlotState.RESILVERING and not resilvering:
-                actions += self._finish_resilver(i, status, now)
+            elif slot.state is SlotState.RESILVERING:
+                actions += self._follow_resilver(i, status, resilvering, now)
         return actions
 
     def device_failed(self, slot: int, why: str, now: float) -> list[Action]:
@@ -142,6 +162,11 @@ class Healer:
         """A step of the slot's healing failed; back off, then go on (or around it)."""
         s = self.slots[slot]
         self._note(now, f"slot {slot}: {step} failed: {reason}")
+        if s.state is SlotState.ABANDONING:
+            s.retry_at = now + self._back_off(s)
+            return []
+        if s.state is SlotState.RESILVERING:
+            return []  # detaching a lingering old device: the next statuses try again
         actions: list[Action] = []
         if s.new_lease is not None and s.state in (SlotState.ATTACHING, SlotState.REPLACING):
             s.avoid.add(s.new_lease.provider.provider)
@@ -151,9 +176,15 @@ class Healer:
         if s.state is SlotState.REATTACHING and self._may_replace():
             return actions + self._obtain(slot)
         s.state = SlotState.WAITING
-        s.delay = min(max(s.delay * 2, self.policy.retry_s), self.policy.max_retry_s)
-        s.retry_at = now + s.delay
+        s.retry_at = now + self._back_off(s)
         return actions
+
+    def detached(self, slot: int, device: str, now: float) -> list[Action]:
+        """`zpool detach` took device out of the slot's replacing pair."""
+        s = self.slots[slot]
+        if s.state is SlotState.ABANDONING and device == s.new_device:
+            return self._drop_new(slot, "replacement lost during its resilver", now)
+        return []  # the old device of a finished resilver: the next status completes it
 
     def renewed(self, lease: Lease, now: float) -> list[Action]:
         """A lease was extended."""
@@ -183,6 +214,9 @@ class Healer:
                 actions += self._lose(i, "lease expired", now, reattach=False)
             elif s.state is SlotState.WAITING and s.retry_at <= now:
                 actions += self._retry(i)
+            elif s.state is SlotState.ABANDONING and s.retry_at <= now:
+                s.retry_at = float("inf")  # until the detach reports back
+                actions.append(Detach(i, s.new_device))
         for lease in self._leases():
             due = self._renew_at.get(lease.lease_id, self._due(lease))
             if due <= now and lease.lease_id not in self._renewing and lease.expires_at > now:
@@ -192,7 +226,8 @@ class Healer:
 
     def next_timer(self) -> float | None:
         """When handle_timer next has something to do."""
-        times = [s.retry_at for s in self.slots if s.state is SlotState.WAITING]
+        waiting = (SlotState.WAITING, SlotState.ABANDONING)
+        times = [s.retry_at for s in self.slots if s.state in waiting and s.retry_at < 1e300]
         times += [s.lease.expires_at for s in self.slots if s.state is SlotState.ONLINE]
         times += [
             self._renew_at.get(le.lease_id, self._due(le))
@@ -264,19 +299,68 @@ class Healer:
         keep = tuple(o.lease.provider for j, o in enumerate(self.slots) if j != slot)
         return keep + tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
 
-    def _finish_resilver(self, slot: int, status: PoolStatus, now: float) -> list[Action]:
+    def _follow_resilver(
+        self, slot: int, status: PoolStatus, resilvering: bool, now: float
+    ) -> list[Action]:
         s = self.slots[slot]
-        new = status.device(s.new_device)
-        if s.new_lease is None or new is None or new.state != "ONLINE":
+        new, old = status.device(s.new_device), status.device(s.device)
+        if new is None or new.state in BAD_STATES:
+            return self._replacement_lost(slot, "missing" if new is None else new.state, old, now)
+        if resilvering or new.state != "ONLINE":
             return []
-        if status.device(s.device) is not None:
-            return []  # zpool still shows the old device: the replace has not completed
+        if old is None:
+            return self._finish_resilver(slot, now)
+        # zfs keeps the old device after a resilver with errors; detaching it completes
+        # the replace (its data is on the new device as far as it can be rebuilt)
+        s.lingering += 1
+        if s.lingering < LINGER_POLLS:
+            return []
+        s.lingering = 0
+        self._note(now, f"slot {slot}: resilver ended, detaching the old device")
+        return [Detach(slot, s.device)]
+
+    def _replacement_lost(self, slot: int, state: str, old: object, now: float) -> list[Action]:
+        s = self.slots[slot]
+        if old is None and state != "missing":
+            # the replace had completed: the new volume is the slot's own, and it is lost
+            return self._finish_resilver(slot, now) + self._lose(
+                slot, f"device {state}", now, reattach=True
+            )
+        if state == "missing":
+            return self._drop_new(slot, "replacement not in the pool", now)
+        self._note(now, f"slot {slot}: replacement {_short_new(s)} lost ({state}), detaching")
+        s.state, s.retry_at = SlotState.ABANDONING, float("inf")
+        return [Detach(slot, s.new_device)]
+
+    def _drop_new(self, slot: int, why: str, now: float) -> list[Action]:
+        """Give the slot's replacement back and look for another (or wait)."""
+        s = self.slots[slot]
+        actions: list[Action] = []
+        if s.new_lease is not None:
+            s.avoid.add(s.new_lease.provider.provider)
+            actions.append(Release(s.new_lease, why))
+            self._forget(s.new_lease.lease_id)
+        s.new_lease, s.new_device = None, ""
+        self._note(now, f"slot {slot}: {why}")
+        if self._may_replace():
+            return actions + self._obtain(slot)
+        s.state, s.retry_at = SlotState.WAITING, now + self._back_off(s)
+        return actions
+
+    def _finish_resilver(self, slot: int, now: float) -> list[Action]:
+        s = self.slots[slot]
+        if s.new_lease is None:
+            return []
         old = s.lease
         self._forget(old.lease_id)
         s.lease, s.device, s.new_lease, s.new_device = s.new_lease, s.new_device, None, ""
-        s.state, s.reattached, s.delay = SlotState.ONLINE, False, 0.0
+        s.state, s.reattached, s.delay, s.lingering = SlotState.ONLINE, False, 0.0, 0
         self._note(now, f"slot {slot}: resilver done on {_short(s.lease)}, old lease released")
         return [Release(old, "replaced")]
+
+    def _back_off(self, s: Slot) -> float:
+        s.delay = min(max(s.delay * 2, self.policy.retry_s), self.policy.max_retry_s)
+        return s.delay
 
     def _due(self, lease: Lease) -> float:
         return lease.expires_at - self.policy.renew_margin_s
@@ -295,3 +379,7 @@ class Healer:
 
 def _short(lease: Lease) -> str:
     return lease.provider.provider[:12]
+
+
+def _short_new(slot: Slot) -> str:
+    return "?" if slot.new_lease is None else _short(slot.new_lease)

@@ -19,7 +19,18 @@ from typing import Any
 
 import structlog
 
-from cfs.actions import Action, Attach, Obtain, Online, Reattach, Release, Renew, Replace, describe
+from cfs.actions import (
+    Action,
+    Attach,
+    Detach,
+    Obtain,
+    Online,
+    Reattach,
+    Release,
+    Renew,
+    Replace,
+    describe,
+)
 from cfs.attach import Attacher
 from cfs.healing import Healer, Policy, SlotState
 from cfs.lease import Lease, VolumeError, VolumeSource
@@ -32,6 +43,10 @@ Publish = Callable[[dict[str, Any]], Awaitable[None]]
 PARALLEL = (Reattach, Attach, Renew, Release)
 REACH_EVERY_S = 15.0  # how often a built pool checks that spares are within reach
 PROBE_EVERY = 5  # steps between block reads of every volume (10 s at the default poll_s)
+# The last bound on one action (a replace is offline 20 s + clear 60 s + replace 60 s +
+# status 20 s at most): whatever hangs below it, the healing loop goes on.
+ACTION_TIMEOUT_S = 240.0
+ESCALATE_AFTER = 3  # zpool commands cut in a row before the stall is logged as an error
 log = structlog.get_logger("cfs")
 
 
@@ -69,6 +84,7 @@ class Cfs:
         self.usage: tuple[int, int] | None = None
         self.problem = ""
         self._steps = 0
+        self._escalated = False  # the current zpool stall was logged as an error
 
     # -- building -----------------------------------------------------------------------
 
@@ -186,11 +202,42 @@ class Cfs:
             Attach: self._attach_new,
             Obtain: self._obtain,
             Replace: self._replace,
+            Detach: self._detach,
             Online: self._online,
             Release: self._release,
             Renew: self._renew,
         }
-        return await handlers[type(action)](action)
+        try:
+            async with asyncio.timeout(ACTION_TIMEOUT_S):
+                return await handlers[type(action)](action)
+        except TimeoutError:
+            return self._timed_out(action)
+        finally:
+            self._check_stall()
+
+    def _timed_out(self, action: Action) -> list[Action]:
+        """An action that outlived its last bound: report it failed, never wait for it."""
+        why = f"did not finish in {ACTION_TIMEOUT_S:.0f} s"
+        log.error("cfs.action_stalled", reason=why, **describe(action))
+        if isinstance(action, Renew):
+            return self._healer().renew_failed(action.lease.lease_id, why, self.clock())
+        slot = getattr(action, "slot", None)
+        if slot is None:
+            return []
+        return self._healer().failed(slot, type(action).__name__.lower(), why, self.clock())
+
+    def _check_stall(self) -> None:
+        """Log once when zpool commands keep hitting their bound (zfs-fuse is wedged)."""
+        stall = self.zfs.stall
+        if stall is None or stall[1] < ESCALATE_AFTER:
+            self._escalated = stall is not None and self._escalated
+        elif not self._escalated:
+            self._escalated = True
+            log.error(
+                "cfs.zfs_stalled", command=stall[0], in_a_row=stall[1],
+                advice="zfs-fuse waits on a dead device; healing retries with back-off; "
+                "if it lasts, restart zfs-fuse (the pool is imported again)",
+            )  # fmt: skip
 
     async def _reattach(self, action: Reattach) -> list[Action]:
         return await self._attach(action.slot, action.lease, "reattach", self.attacher.reattach)
@@ -213,18 +260,29 @@ class Cfs:
                 await self.zfs.clear(self.spec.name)
             await self.zfs.replace(self.spec.name, action.old_device, new)
         except ZfsError as e:
-            if not await self._has_device(str(new)):
+            if not await self._has_device(str(new)):  # unknown (no status) counts as no
                 return healer.failed(action.slot, "replace", str(e), self.clock())
             # a `zpool replace` cut at its bound may still be carried out by the daemon:
             # the new device in the table means it was, and the resilver runs
             log.info("cfs.replace_late", device=str(new), reason=str(e))
         return healer.replaced(action.slot, self.clock())
 
-    async def _has_device(self, device: str) -> bool:
+    async def _has_device(self, device: str) -> bool | None:
+        """Whether zpool lists device; None when zpool does not answer."""
         try:
             return (await self.zfs.status(self.spec.name)).device(device) is not None
         except ZfsError:
-            return False
+            return None
+
+    async def _detach(self, action: Detach) -> list[Action]:
+        healer = self._healer()
+        try:
+            await self.zfs.detach(self.spec.name, action.device)
+        except ZfsError as e:
+            if await self._has_device(action.device) is not False:
+                return healer.failed(action.slot, "detach", str(e), self.clock())
+            log.info("cfs.detach_late", device=action.device, reason=str(e))
+        return healer.detached(action.slot, action.device, self.clock())
 
     async def _renew(self, action: Renew) -> list[Action]:
         try:
@@ -336,6 +394,7 @@ class Cfs:
             healer=self.healer,
             problem=self.problem,
             now=self.clock(),
+            stall=self.zfs.stall,
         )
 
     def _healer(self) -> Healer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfs.healing import Healer
+from cfs.healing import PARITY, Healer
 from cfs.zfs.status import PoolStatus
 
 SECTION = "pool"
@@ -24,6 +24,7 @@ def pool_section(
     healer: Healer | None,
     problem: str,
     now: float,
+    stall: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """The section as plain JSON values."""
     out: dict[str, Any] = {"name": name, "state": status.state if status else "BUILDING"}
@@ -39,6 +40,21 @@ def pool_section(
             for volume in out["volumes"]:
                 leaf = status.device(str(volume["device"]))
                 volume["zfs_state"] = leaf.state if leaf else "MISSING"
+    if healer is not None and healer.lost() > PARITY:
+        # RAIDZ3 keeps data with 3 volumes gone, not 4: zfs (failmode=continue) answers
+        # EIO, never wrong bytes, and the controller waits for the volumes to come back
+        out["suspended"] = True
+        problem = problem or (
+            f"{healer.lost()} of {len(healer.slots)} volumes lost, more than RAIDZ3's "
+            f"{PARITY}: reads and writes fail (EIO) until enough return; retrying them"
+        )
+    if stall is not None:
+        command, count = stall
+        out["stalled"] = {"command": command, "in_a_row": count}
+        problem = problem or (
+            f"{command} hit its time bound ({count} in a row): zfs-fuse is waiting on a "
+            "dead device; healing retries with back-off"
+        )
     if problem:
         out["problem"] = problem
     return out

@@ -6,20 +6,31 @@ libzfs_core, which zfs-fuse lacks. Commands take a prefix `enter` (e.g. `nsenter
 the mount namespace of the daemon they talk to. Pools are made with `failmode=continue`, so
 a pool that lost too many devices returns EIO instead of blocking every reader (`wait`, the
 default, would hang the CFS with it).
+
+Every command is bounded (`COMMAND_TIMEOUT_S`; `status` and `list`, which the healing loop
+runs every poll, `QUERY_TIMEOUT_S`). What zfs-fuse does when a pool waits on a dead device:
+the `zpool` client only waits on the daemon's socket, so killing it at the bound returns at
+once, but the daemon goes on with the request (a `replace` may still be carried out later)
+and meanwhile holds the pool's lock, so other commands on that pool wait too. A command cut
+at its bound raises `ZfsTimeout`; `stall` says which command hung and how many in a row, and
+is cleared by the next command that answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from cfs.zfs.status import PoolStatus, ZfsError, parse_bytes, parse_status
+from cfs.zfs.status import PoolStatus, ZfsError, ZfsTimeout, parse_bytes, parse_status
 
 RAIDZ3_WIDTH = 8
 COMMAND_TIMEOUT_S = 60.0
 OFFLINE_TIMEOUT_S = 20.0
+QUERY_TIMEOUT_S = 20.0
+REAP_TIMEOUT_S = 5.0
 
 
 class PoolDriver(Protocol):
@@ -53,6 +64,16 @@ class PoolDriver(Protocol):
         """Stop using a device (before replacing it)."""
         ...
 
+    async def detach(self, name: str, device: str) -> None:
+        """Take one device out of a replacing pair (or mirror)."""
+        ...
+
+    @property
+    def stall(self) -> tuple[str, int] | None:
+        """The command that last hit its time bound and how many did in a row; None once a
+        command answered again."""
+        ...
+
     async def clear(self, name: str) -> None:
         """Clear error counts (and resume a suspended pool if its devices are back)."""
         ...
@@ -75,9 +96,15 @@ class ZfsCli:
 
     def __init__(self, enter: Sequence[str] = (), zpool: str = "zpool") -> None:
         self.enter, self.zpool = tuple(enter), zpool
+        self._stall: tuple[str, int] | None = None
+
+    @property
+    def stall(self) -> tuple[str, int] | None:
+        """The command that last hit its bound and how many in a row (None: all answer)."""
+        return self._stall
 
     async def run(self, *args: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
-        """Run `zpool ARGS`; its stdout, or ZfsError with its stderr."""
+        """Run `zpool ARGS`; its stdout, or ZfsError with its stderr (ZfsTimeout if cut)."""
         argv = [*self.enter, self.zpool, *args]
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -91,8 +118,13 @@ class ZfsCli:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
         except TimeoutError:
             proc.kill()
-            await proc.wait()
-            raise ZfsError(f"zpool {args[0]} did not finish in {timeout_s} s") from None
+            # the client waits on a socket, so SIGKILL ends it; never wait for ever anyway
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), REAP_TIMEOUT_S)
+            count = self._stall[1] + 1 if self._stall else 1
+            self._stall = (f"zpool {args[0]}", count)
+            raise ZfsTimeout(f"zpool {args[0]} did not finish in {timeout_s:.0f} s") from None
+        self._stall = None
         if proc.returncode != 0:
             reason = err.decode(errors="replace").strip() or f"exit {proc.returncode}"
             raise ZfsError(f"zpool {' '.join(args[:2])} failed: {reason}")
@@ -134,7 +166,7 @@ class ZfsCli:
 
     async def status(self, name: str) -> PoolStatus:
         """Parse `zpool status NAME`."""
-        return parse_status(await self.run("status", name))
+        return parse_status(await self.run("status", name, timeout_s=QUERY_TIMEOUT_S))
 
     async def replace(self, name: str, old: str, new: Path) -> None:
         """`zpool replace NAME OLD NEW`."""
@@ -152,9 +184,13 @@ class ZfsCli:
         """`zpool offline NAME DEVICE` (bounded: a pool stuck on I/O must not stall us)."""
         await self.run("offline", name, device, timeout_s=OFFLINE_TIMEOUT_S)
 
+    async def detach(self, name: str, device: str) -> None:
+        """`zpool detach NAME DEVICE`."""
+        await self.run("detach", name, device)
+
     async def usage(self, name: str) -> tuple[int, int]:
         """`zpool list -Hp -o size,allocated NAME` (zfs-fuse lacks -p: units are parsed)."""
-        out = await self.run("list", "-H", "-o", "size,allocated", name)
+        out = await self.run("list", "-H", "-o", "size,allocated", name, timeout_s=QUERY_TIMEOUT_S)
         fields = out.split()
         if len(fields) != 2:
             raise ZfsError(f"zpool list: cannot read {out.strip()!r}")

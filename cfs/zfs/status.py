@@ -23,6 +23,10 @@ class ZfsError(Exception):
     """A zpool/zfs command failed or printed something we cannot read."""
 
 
+class ZfsTimeout(ZfsError):
+    """A zpool/zfs command was cut at its time bound (the daemon may still carry it out)."""
+
+
 @dataclass(frozen=True)
 class VdevStatus:
     """One row of the config table: a pool, a raidz group or a leaf device."""

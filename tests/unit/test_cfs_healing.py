@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfs.actions import Attach, Obtain, Online, Reattach, Release, Renew, Replace
+from cfs.actions import Attach, Detach, Obtain, Online, Reattach, Release, Renew, Replace
 from cfs.healing import Healer, Policy, SlotState
 from tests.unit.cfs_support import candidate, device, lease, status
 
@@ -166,3 +166,105 @@ def test_snapshot_shows_providers_states_and_history_without_secrets() -> None:
     assert volumes[6]["state"] == "reattaching" and volumes[6]["provider"] == candidate(6).provider
     text = repr(snap) + repr(h.slots[6].lease)
     assert "s6s6" not in text and h.slots[6].lease.tunnel.private_key.hex() not in text
+
+
+def resilvering(h: Healer, slot: int = 1, new: int = 9) -> None:
+    """Walk slot to RESILVERING onto lease `new` (device(new))."""
+    h.pool_status(status(with_states(**{f"d{slot}": "UNAVAIL"})), NOW)
+    h.failed(slot, "reattach", "gone", NOW)
+    h.obtained(slot, lease(new), NOW)
+    h.attached(slot, f"lease-{new}", device(new), NOW)
+    h.replaced(slot, NOW)
+    assert h.slots[slot].state is SlotState.RESILVERING
+
+
+def state_of(h: Healer, slot: int) -> SlotState:
+    return h.slots[slot].state  # (a call: mypy would keep an earlier narrowing)
+
+
+RUNNING = "resilver in progress, 10.00% done, 0h1m to go"
+DONE = "resilver completed after 0h0m with 0 errors"
+
+
+def test_a_replacement_dying_during_its_resilver_is_detached_released_and_replaced() -> None:
+    h = healer()
+    resilvering(h)
+    dead = status(with_states(d1="UNAVAIL") | {device(9): "UNAVAIL"}, scan=RUNNING)
+    (detach,) = h.pool_status(dead, NOW + 1)
+    assert detach == Detach(1, device(9)) and h.slots[1].state is SlotState.ABANDONING
+    assert h.pool_status(dead, NOW + 2) == []  # one detach at a time
+    release, obtain = h.detached(1, device(9), NOW + 3)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-9"
+    assert isinstance(obtain, Obtain) and candidate(9).provider in obtain.avoid
+    assert candidate(1).provider in obtain.avoid
+    assert h.slots[1].new_lease is None and state_of(h, 1) is SlotState.OBTAINING
+
+
+def test_a_failed_detach_is_retried_after_the_back_off() -> None:
+    h = healer()
+    resilvering(h)
+    h.pool_status(status(with_states(d1="UNAVAIL") | {device(9): "FAULTED"}), NOW)
+    assert h.failed(1, "detach", "zpool detach did not finish in 60 s", NOW + 1) == []
+    assert h.handle_timer(NOW + 1.5) == []
+    due = h.next_timer()
+    assert due is not None and due <= NOW + 1 + h.policy.retry_s
+    assert Detach(1, device(9)) in h.handle_timer(NOW + 1 + h.policy.retry_s)
+    assert Detach(1, device(9)) not in h.handle_timer(NOW + 100)  # still in flight
+
+
+def test_a_replacement_dying_after_zfs_completed_the_replace_is_an_ordinary_loss() -> None:
+    h = healer()
+    resilvering(h)
+    after = all_online()
+    del after[device(1)]
+    after[device(9)] = "UNAVAIL"
+    release, reattach = h.pool_status(status(after, scan=DONE), NOW + 1)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
+    assert isinstance(reattach, Reattach) and reattach.lease.lease_id == "lease-9"
+    assert h.slots[1].device == device(9) and h.slots[1].state is SlotState.REATTACHING
+
+
+def test_a_replacement_missing_from_the_pool_is_released_and_another_obtained() -> None:
+    h = healer()
+    resilvering(h)
+    release, obtain = h.pool_status(status(with_states(d1="UNAVAIL"), scan=DONE), NOW + 1)
+    assert isinstance(release, Release) and isinstance(obtain, Obtain)
+
+
+def test_an_old_device_left_after_the_resilver_is_detached_then_the_slot_completes() -> None:
+    h = healer()
+    resilvering(h)
+    both = status(with_states(d1="UNAVAIL") | {device(9): "ONLINE"}, scan=DONE)
+    assert h.pool_status(both, NOW) == [] and h.pool_status(both, NOW) == []
+    assert h.pool_status(both, NOW) == [Detach(1, device(1))]
+    assert h.failed(1, "detach", "busy", NOW) == []  # stays resilvering; tried again later
+    assert h.slots[1].state is SlotState.RESILVERING
+    assert h.detached(1, device(1), NOW) == []
+    after = all_online()
+    del after[device(1)]
+    after[device(9)] = "ONLINE"
+    (release,) = h.pool_status(status(after, scan=DONE), NOW + 1)
+    assert isinstance(release, Release) and state_of(h, 1) is SlotState.ONLINE
+
+
+def test_losses_one_after_another_while_an_earlier_one_resilvers() -> None:
+    """The 2nd and 3rd loss come during the 1st one's resilver: each is replaced in turn,
+    each on its own provider, and the 4th loss (a replacement) is one of 3 lost again."""
+    h = healer()
+    resilvering(h, slot=1, new=9)
+    (reattach,) = h.pool_status(
+        status(with_states(d1="UNAVAIL", d2="UNAVAIL") | {device(9): "ONLINE"}, scan=RUNNING),
+        NOW,
+    )
+    assert isinstance(reattach, Reattach) and reattach.slot == 2
+    (obtain,) = h.failed(2, "reattach", "gone", NOW)
+    assert isinstance(obtain, Obtain) and candidate(9) in obtain.keep
+    h.obtained(2, lease(10), NOW)
+    (replace,) = h.attached(2, "lease-10", device(10), NOW)
+    assert replace == Replace(2, device(2), device(10))
+    h.replaced(2, NOW)
+    states = with_states(d1="UNAVAIL", d2="UNAVAIL", d3="UNAVAIL")
+    states |= {device(9): "UNAVAIL", device(10): "ONLINE"}
+    actions = h.pool_status(status(states, scan=RUNNING), NOW + 1)
+    assert Detach(1, device(9)) in actions and any(isinstance(a, Reattach) for a in actions)
+    assert h.lost() == 3

@@ -98,6 +98,7 @@ class FakePool:
     calls: list[str] = field(default_factory=list)
     suspended: bool = False
     late: bool = False  # replace is carried out, but the command is cut at its bound
+    stall: tuple[str, int] | None = None
 
     async def create_raidz3(self, name: str, devices: Sequence[Path], mountpoint: Path) -> None:
         self.devices = {str(d): "ONLINE" for d in devices}
@@ -126,6 +127,10 @@ class FakePool:
     async def offline(self, name: str, device: str) -> None:
         self.calls.append(f"offline {device}")
         self.devices[device] = "OFFLINE"
+
+    async def detach(self, name: str, device: str) -> None:
+        self.calls.append(f"detach {device}")
+        self.devices.pop(device, None)
 
     async def usage(self, name: str) -> tuple[int, int]:
         return 5 * GIB, GIB

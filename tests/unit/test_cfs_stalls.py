@@ -1,0 +1,100 @@
+"""The healing loop never waits for ever: hung zpool commands, hung actions, 4 lost.
+
+Over the fakes of tests/unit/test_cfs_service.py (the real zfs-fuse behaviour is in
+tests/integration/test_cfs_healing.py): a command cut at its bound is a failure that is
+retried, shown in the `pool` section and, when it keeps happening, logged as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from cfs import service
+from cfs.healing import SlotState
+from cfs.zfs.status import PoolStatus, ZfsTimeout
+from tests.unit.test_cfs_service import make
+
+
+async def test_a_hung_replace_is_retried_and_shown_in_the_status() -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    lost, device = cfs.healer.slots[2].lease, cfs.healer.slots[2].device
+    src.dead.add(lost.provider.provider)
+    pool.devices[device] = "UNAVAIL"
+    calls = 0
+
+    async def hung(name: str, old: str, new: Path) -> None:
+        nonlocal calls
+        calls += 1
+        pool.stall = ("zpool replace", calls)
+        raise ZfsTimeout("zpool replace did not finish in 60 s")
+
+    pool.replace = hung  # type: ignore[method-assign]
+    now = 100.0
+    cfs.clock = lambda: now
+    with capture_logs() as logs:
+        for _ in range(3):
+            await cfs.step()
+            now += 100.0  # past every back-off
+    snap = cfs.snapshot()
+    assert snap["stalled"] == {"command": "zpool replace", "in_a_row": 3}
+    assert "zpool replace hit its time bound" in snap["problem"]
+    assert calls == 3 and cfs.healer.lost() == 1
+    assert len(src.released) == 3  # each new lease given back; the slot tries another
+    assert [e["event"] for e in logs].count("cfs.zfs_stalled") == 1
+
+
+async def test_an_action_that_hangs_is_cut_and_the_loop_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    monkeypatch.setattr(service, "ACTION_TIMEOUT_S", 0.05)
+    lost, device = cfs.healer.slots[1].lease, cfs.healer.slots[1].device
+    src.dead.add(lost.provider.provider)
+    pool.devices[device] = "UNAVAIL"
+
+    async def forever(name: str, device: str) -> None:
+        await asyncio.Event().wait()
+
+    pool.offline = forever  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await asyncio.wait_for(cfs.step(), 5)
+    assert any(e["event"] == "cfs.action_stalled" for e in logs)
+    assert cfs.healer.slots[1].state is SlotState.WAITING
+    assert any("replace failed: did not finish" in h for h in cfs.healer.history)
+
+
+async def test_a_hung_status_leaves_the_renewals_running() -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+
+    async def hung(name: str) -> PoolStatus:
+        pool.stall = ("zpool status", 1)
+        raise ZfsTimeout("zpool status did not finish in 20 s")
+
+    pool.status = hung  # type: ignore[method-assign]
+    cfs.clock = lambda: 9_950.0  # every lease is due
+    await cfs.step()
+    assert len(src.renewed) == 8
+    assert cfs.snapshot()["problem"] == "zpool status did not finish in 20 s"
+
+
+async def test_four_lost_say_the_pool_is_suspended_and_replace_nothing() -> None:
+    cfs, src, ini, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    for slot in cfs.healer.slots[:4]:
+        src.dead.add(slot.lease.provider.provider)
+        ini.broken.add(slot.lease.target.slug)
+    await cfs.step()
+    snap = cfs.snapshot()
+    assert snap["suspended"] is True and cfs.healer.lost() == 4
+    assert "4 of 8 volumes lost" in snap["problem"]
+    assert not any(c.startswith("replace") for c in pool.calls)
