@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,14 +90,19 @@ def launch(env: dict[str, str], listener: socket.socket) -> RunningDaemon:
     return running
 
 
-def stop_daemon(d: RunningDaemon) -> None:
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 10) -> None:
+    """SIGTERM, and SIGKILL when the process is still there after `grace_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            d.proc.wait(10)
+            proc.wait(grace_s)
         except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
+            proc.kill()
+            proc.wait()
+
+
+def stop_daemon(d: RunningDaemon) -> None:
+    stop_process(d.proc)
     d.notify.close()
 
 

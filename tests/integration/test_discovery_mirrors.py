@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from tests.discovery_support import (
     record,
     resealed,
 )
+from tests.integration.conftest import stop_process
 from vpn_discovery.server import render_feed
 
 ANTI_ENTROPY_S = 600.0  # after the round at start: new records travel by push only
@@ -64,13 +64,7 @@ class MirrorProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         return self.proc.returncode
 
     def kill(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import RunningDaemon, daemon_env, launch, stop_daemon
+from tests.integration.conftest import (
+    RunningDaemon,
+    daemon_env,
+    launch,
+    stop_daemon,
+    stop_process,
+)
 
 
 @dataclass
@@ -54,13 +59,7 @@ def start_ui(daemon: RunningDaemon) -> WebUi:
 
 
 def stop_ui(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
