@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from cfs.healing import SlotState
-from cfs.scrub import Finding, Member, ScrubRounds
+from cfs.scrub import Finding, Member, ScrubRounds, provider_key
 from cfs.zfs.status import ZfsError
 from rms.control.client import ControlClient, ControlError, DaemonUnavailable
-from rms.identity import node_id_of
 
 if TYPE_CHECKING:
     from cfs.service import Cfs
@@ -109,10 +108,9 @@ class ScrubAuditor:
 
     async def _key(self, node_id: str) -> bytes:
         if node_id not in self.keys:
-            found = await self.control.post_json("/v1/dht/get", {"node_id": node_id})
-            raw = found.get("public_key")
-            key = bytes.fromhex(raw) if isinstance(raw, str) and len(raw) == 64 else b""
-            if node_id_of(key).hex() != node_id:  # the DHT's answer must match the id
+            answer = await self.control.post_json("/v1/dht/get", {"node_id": node_id})
+            key = provider_key(node_id, answer)
+            if key is None:  # not found, or not the key of that id: no report
                 raise LookupError(f"no node key found for provider {node_id[:16]}")
             self.keys[node_id] = key
         return self.keys[node_id]

@@ -20,6 +20,7 @@ body (`rms.audit.report`'s format) that the node signs (`POST /v1/audits/sign`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 
 from cfs.zfs.status import PoolStatus
 
-__all__ = ["FORMAT", "Finding", "Member", "ScrubRounds", "error_count"]
+__all__ = ["FORMAT", "Finding", "Member", "ScrubRounds", "error_count", "provider_key"]
 
 FORMAT = "truecloud-audit/1"  # rms.audit.report.FORMAT; the node checks the body it signs
 RECORD_BYTES = 128 * 1024  # ZFS's default record size: what "checked" counts
@@ -63,6 +64,18 @@ class Finding:
             "lease": self.lease, "round": self.round, "at": self.round, "kind": "scrub",
             "checked": self.checked, "failed": self.failed,
         }  # fmt: skip
+
+
+def provider_key(node_id: str, answer: object) -> bytes | None:
+    """The node key in a DHT `node_id` lookup's answer, if it is the key of `node_id`."""
+    raw = answer.get("public_key") if isinstance(answer, dict) else None
+    if not isinstance(raw, str) or len(raw) != 64:
+        return None
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        return None
+    return key if hashlib.sha256(key).hexdigest() == node_id else None  # node id = H(key)
 
 
 def error_count(text: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cfs.scrub import FORMAT, Member, ScrubRounds, error_count
+from cfs.scrub import FORMAT, Member, ScrubRounds, error_count, provider_key
 from cfs.zfs.status import PoolStatus, parse_status
 from rms.audit import report as rep
 from rms.identity import NodeIdentity
@@ -113,3 +113,19 @@ def test_a_finding_is_a_body_the_node_signs_as_it_is() -> None:
     assert checked.kind == "scrub" and checked.failed == 3 and not checked.passed
     with pytest.raises(ValueError, match="positive"):
         ScrubRounds(0, T0)
+
+
+def test_a_provider_key_is_taken_only_when_it_is_the_key_of_the_id() -> None:
+    node = NodeIdentity.from_seed(b"\x03" * 32)
+    other = NodeIdentity.from_seed(b"\x04" * 32)
+    node_id, key = node.node_id_hex, node.public_key
+    assert provider_key(node_id, {"found": True, "public_key": key.hex()}) == key
+    for answer in (
+        {"public_key": other.public_key.hex()},  # forged: another node's key
+        {"public_key": None},  # not found
+        {"public_key": "zz" * 32},  # malformed
+        {"public_key": key.hex() * 100},  # oversized
+        [key.hex()],
+        None,
+    ):
+        assert provider_key(node_id, answer) is None
