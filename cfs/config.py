@@ -15,6 +15,7 @@ distinct_blocks = true     # providers in distinct /24s (IPv6: /48s) too; the la
                            # (its nodes share 198.18.0.0/24 while their network UUIDs differ)
 location = ""              # this node's location and network: UUIDs or names, as the
 network = ""               # RMS's [vpn] (sent in requests so providers can tell)
+state_file = "/var/lib/cfs/leases.json"   # the leases, so a restart takes its pool back
 
 [healing]
 poll_s = 2.0               # how often `zpool status` is read
@@ -75,8 +76,10 @@ class CfsSection:
     distinct_blocks: bool = True
     location: str = ""
     network: str = ""
+    state_file: Path = Path("/var/lib/cfs/leases.json")
 
     def __post_init__(self) -> None:
+        _require(self.state_file.is_absolute(), "cfs.state_file must be an absolute path")
         for name in ("location", "network"):
             _require(len(getattr(self, name)) <= 200, f"cfs.{name} is at most 200 characters")
         _require(

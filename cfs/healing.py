@@ -99,6 +99,7 @@ class Healer:
         self.slots = [Slot(lease, device) for lease, device in members]
         self.history: deque[str] = deque(maxlen=HISTORY)
         self._renewing: set[str] = set()
+        self._renew_tries: dict[str, int] = {}  # renewals failed in a row, per lease
         self._renew_at = {s.lease.lease_id: self._due(s.lease) for s in self.slots}
         self.scan = ""
         self.resilver_percent: float | None = None
@@ -126,6 +127,12 @@ class Healer:
         if self.slots[slot].state is not SlotState.ONLINE:
             return []
         return self._lose(slot, why, now, reattach=True)
+
+    def resume_replacement(self, slot: int, lease: Lease, device: str) -> None:
+        """After a restart: the slot was resilvering onto lease (device); follow it again."""
+        s = self.slots[slot]
+        s.new_lease, s.new_device, s.state = lease, device, SlotState.RESILVERING
+        self._renew_at[lease.lease_id] = self._due(lease)
 
     def obtained(self, slot: int, lease: Lease, now: float) -> list[Action]:
         """The service claimed a replacement volume for the slot."""
@@ -189,6 +196,7 @@ class Healer:
     def renewed(self, lease: Lease, now: float) -> list[Action]:
         """A lease was extended."""
         self._renewing.discard(lease.lease_id)
+        self._renew_tries.pop(lease.lease_id, None)
         for s in self.slots:
             if s.lease.lease_id == lease.lease_id:
                 s.lease = lease
@@ -199,11 +207,15 @@ class Healer:
         return []
 
     def renew_failed(self, lease_id: str, reason: str, now: float) -> list[Action]:
-        """A renewal failed; try again after retry_s (the lease may still expire)."""
+        """A renewal failed; try again after retry_s, doubling up to max_retry_s (the lease
+        of a dead provider would otherwise be asked for every poll until it expires)."""
         self._renewing.discard(lease_id)
+        tries = self._renew_tries[lease_id] = self._renew_tries.get(lease_id, 0) + 1
         if lease_id in self._renew_at:
-            self._renew_at[lease_id] = now + self.policy.retry_s
-        self._note(now, f"lease {lease_id}: renewal failed: {reason}")
+            delay = min(self.policy.retry_s * 2 ** min(tries - 1, 16), self.policy.max_retry_s)
+            self._renew_at[lease_id] = now + delay
+        if tries == 1:
+            self._note(now, f"lease {lease_id}: renewal failed: {reason}")
         return []
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -372,6 +384,7 @@ class Healer:
     def _forget(self, lease_id: str) -> None:
         self._renew_at.pop(lease_id, None)
         self._renewing.discard(lease_id)
+        self._renew_tries.pop(lease_id, None)
 
     def _note(self, now: float, text: str) -> None:
         self.history.append(f"{now:.0f} {text}")

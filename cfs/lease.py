@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Protocol
+from typing import Any, Protocol
 
 from cfs.initiator.driver import VolumeTarget
 from cfs.placement import Candidate
@@ -92,6 +92,19 @@ class VolumeSource(Protocol):
 
     async def release(self, lease: Lease) -> None:
         """Give the volume back (the provider wipes it); VolumeError if it did not answer."""
+        ...
+
+
+class KeepsLeases(Protocol):
+    """A VolumeSource whose leases outlive a restart: it records what it needs besides the
+    lease to renew and release it, and takes a saved lease back (cfs/leasestore.py)."""
+
+    def record(self, lease: Lease) -> dict[str, Any]:
+        """A JSON-safe record of the source's own state of lease."""
+        ...
+
+    def adopt(self, lease: Lease, record: dict[str, Any]) -> None:
+        """Hold a saved lease again; VolumeError if its record does not fit it."""
         ...
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from cfs.grantrecord import RecordError, client_lease, grant_record
 from cfs.initiator.driver import VolumeTarget
 from cfs.lease import Lease, Tunnel, VolumeError, portal_of
 from cfs.placement import Candidate, more_vpns
@@ -226,6 +227,18 @@ class RmsVolumeSource:
         if not isinstance(event, Released):
             raise VolumeError(f"release of {lease.lease_id} refused: {_why(event)}")
         self._ports.discard(lease.tunnel.listen_port)
+
+    def record(self, lease: Lease) -> dict[str, Any]:
+        """The protocol's part of a saved lease (cfs/grantrecord.py)."""
+        return grant_record(self.core.leases[bytes.fromhex(lease.lease_id)])
+
+    def adopt(self, lease: Lease, record: dict[str, Any]) -> None:
+        """Hold a saved lease again, to renew and release it; VolumeError if it is forged."""
+        try:
+            self.core.adopt(client_lease(record, lease))
+        except RecordError as e:
+            raise VolumeError(str(e)) from None
+        self._ports.add(lease.tunnel.listen_port)
 
     def _held(self, lease: Lease) -> tuple[bytes, Offer]:
         volume_id = bytes.fromhex(lease.lease_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -23,6 +24,8 @@ from cfs.healing import Policy
 from cfs.initiator.driver import InitiatorDriver, LibiscsiBridge
 from cfs.initiator.openiscsi import OpenIscsiDriver
 from cfs.lease import VolumeError
+from cfs.leasefile import mac_key
+from cfs.leasestore import LeaseStore, keep_saved, load_saved, resume, usable
 from cfs.placement import PlacementRefused
 from cfs.rmssource import RmsVolumeSource
 from cfs.service import Cfs, PoolSpec
@@ -81,9 +84,13 @@ async def serve(config: CfsConfig) -> None:
     async def publish(section: dict[str, Any]) -> None:
         await control.put_json(f"/v1/status/sections/{SECTION}", section)
 
+    store = LeaseStore(c.state_file, mac_key(bytes(identity.signing_key)))
     try:
-        if await _build(cfs, stop, publish):
-            await cfs.run(stop, publish, config.rms.status_interval_s)
+        if await _build(cfs, stop, publish, store, source):
+            async with asyncio.TaskGroup() as tg:
+                every = config.healing.poll_s
+                tg.create_task(keep_saved(cfs, store, source, stop, every), name="cfs-leases")
+                await cfs.run(stop, publish, config.rms.status_interval_s)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -96,10 +103,21 @@ def _initiator(config: CfsConfig) -> InitiatorDriver:
     return LibiscsiBridge(c.run_dir / "bridges", c.initiator_iqn)
 
 
-async def _build(cfs: Cfs, stop: asyncio.Event, publish: Any) -> bool:
-    """Build the pool, retrying while offers are too few; False if stopped first."""
+async def _build(
+    cfs: Cfs, stop: asyncio.Event, publish: Any, store: LeaseStore, source: RmsVolumeSource
+) -> bool:
+    """Take the saved pool back, or build one, retrying while offers are too few; False if
+    stopped first. A saved pool is retried while 5 of its leases are unexpired."""
+    saved = load_saved(store)
     while not stop.is_set():
         try:
+            if saved is not None and usable(saved, time.time()):
+                await resume(cfs, saved, source)
+                return True
+            if saved is not None:
+                log.warning("cfs.saved_pool_expired", pool=saved.pool)
+                store.remove()
+                saved = None
             await cfs.build()
             return True
         except (PlacementRefused, VolumeError, ZfsError) as e:

@@ -82,6 +82,10 @@ class PoolDriver(Protocol):
         """Export the pool."""
         ...
 
+    async def import_pool(self, name: str, directories: Sequence[Path]) -> None:
+        """Import pool name, looking for its devices in directories (after a restart)."""
+        ...
+
     async def destroy(self, name: str) -> None:
         """Destroy the pool."""
         ...
@@ -203,6 +207,13 @@ class ZfsCli:
     async def export(self, name: str) -> None:
         """`zpool export -f NAME`."""
         await self.run("export", "-f", name)
+
+    async def import_pool(self, name: str, directories: Sequence[Path]) -> None:
+        """`zpool import -d DIR … NAME`; a pool the daemon still holds is already there."""
+        if name in await self.pools():
+            return
+        dirs = [arg for d in directories for arg in ("-d", str(d))]
+        await self.run("import", *dirs, name)
 
     async def destroy(self, name: str) -> None:
         """`zpool destroy -f NAME`."""

@@ -21,7 +21,7 @@ from ipaddress import IPv6Address
 
 from rms.identity import NodeIdentity
 from rms.volumes.grants import GrantSecrets, open_secrets
-from rms.volumes.terms import Offer, inner_addresses, iqn_for
+from rms.volumes.terms import Offer, inner_addresses, names_volume
 from rms.volumes.wire import MAX_MESSAGE, body_bytes, body_int, body_str, new_decoder
 from rms.wire.decoder import Accepted
 from rms.wire.envelope import Envelope, encode
@@ -190,6 +190,10 @@ class ClientCore:
             if not lease.releasing and lease.renew_at_ms() <= now_ms
         ]  # fmt: skip
 
+    def adopt(self, lease: ClientLease) -> None:
+        """Hold a lease granted before a restart again (the CFS's saved leases)."""
+        self._leases[lease.volume_id] = lease
+
     def forget(self, volume_id: bytes) -> None:
         """Drop a lease locally (expired, or its provider is gone for good)."""
         self._leases.pop(volume_id, None)
@@ -281,5 +285,5 @@ def _grant_problem(env: Envelope, pending: PendingClaim, me: bytes, now: float) 
 
 def _consistent(secrets: GrantSecrets, volume_id: bytes) -> bool:
     portal, client_address = inner_addresses(volume_id)
-    names_match = secrets.iqn == iqn_for(volume_id)
+    names_match = names_volume(secrets.iqn, volume_id)  # BASE:<id>: the provider's target
     return names_match and secrets.portal == portal and secrets.client_address == client_address

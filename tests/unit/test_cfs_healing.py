@@ -268,3 +268,21 @@ def test_losses_one_after_another_while_an_earlier_one_resilvers() -> None:
     actions = h.pool_status(status(states, scan=RUNNING), NOW + 1)
     assert Detach(1, device(9)) in actions and any(isinstance(a, Reattach) for a in actions)
     assert h.lost() == 3
+
+
+def test_failed_renewals_back_off_up_to_max_retry() -> None:
+    h = Healer(
+        [(lease(n, 10_000.0), device(n)) for n in range(8)],
+        Policy(renew_margin_s=60, retry_s=2, max_retry_s=8),
+    )
+    now, gaps = 9_940.0, []
+    for _ in range(5):
+        assert any(isinstance(a, Renew) for a in h.handle_timer(now))
+        for n in range(8):
+            h.renew_failed(f"lease-{n}", "provider gone", now)
+        due = h.next_timer()
+        assert due is not None
+        gaps.append(due - now)
+        now = due
+    assert gaps == [2, 4, 8, 8, 8]
+    assert sum("renewal failed" in line for line in h.history) == 8  # once per lease

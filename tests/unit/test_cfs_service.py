@@ -147,6 +147,10 @@ class FakePool:
     async def export(self, name: str) -> None:
         self.exported = True
 
+    async def import_pool(self, name: str, directories: Sequence[Path]) -> None:
+        self.calls.append("import")
+        self.exported = False
+
 
 def make(
     source: FakeSource | None = None,

@@ -62,6 +62,7 @@ CORES = [
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
     *(f"rms/audit/{m}.py" for m in ("__init__", "report", "reputation", "dhtrecord")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status", "scrub")),
+    *(f"cfs/{m}.py" for m in ("leasefile", "grantrecord")),  # issue 5: the saved leases
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
     "rms/update/roles.py",  # the component library's TUF metadata, `now` as an argument
@@ -74,6 +75,7 @@ CORES = [
 ]
 ADAPTERS = [
     *(f"cfs/{m}.py" for m in ("service", "rmssource", "attach", "run")),  # issue 5, the CFS
+    "cfs/leasestore.py",  # issue 5: the lease file on disk, taking a saved pool back
     "cfs/audit.py",  # issue 6: scrubs the pool, has the node sign and publish the reports
     "rms/dht/adapter.py",
     "rms/dht/service.py",  # the daemon's DHT: sockets per VPN address, control API lookups
