@@ -25,6 +25,8 @@ from nacl import bindings
 from nacl.public import PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
 
+from rms.atomicfile import fsync_dir
+
 __all__ = [
     "KEY_FILE_MAGIC",
     "KEY_FILE_NAME",
@@ -288,7 +290,7 @@ def _create(path: Path, seed: bytes) -> None:
         # If another process created the key first, its key wins and load() reads it.
         with contextlib.suppress(FileExistsError):
             os.link(temp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise IdentityError(
             f"cannot create node key {path}: {exc.strerror}; no key was written; check "
@@ -307,14 +309,6 @@ def _write_new(temp: Path, content: bytes) -> None:
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -9,11 +9,11 @@ volume files no lease owns are then wiped as leftovers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import structlog
 
+from rms.atomicfile import write_atomic
 from rms.volumes import Lease
 from rms.volumes.records import pack_leases, unpack_leases
 
@@ -50,16 +50,4 @@ class LeaseFile:
 
     def save(self, leases: list[Lease]) -> None:
         """Replace the file with these leases, atomically."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pack_leases(leases))
-            f.flush()
-            os.fsync(f.fileno())
-        temp.replace(self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, pack_leases(leases), mode=0o600, dir_mode=0o700)

@@ -14,10 +14,7 @@ old file or the new one, never half of one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import secrets
 import signal
 import ssl
 import time
@@ -28,6 +25,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from rms.atomicfile import write_atomic
 from rms.discovery import MAX_RECORD_BYTES
 from rms.discovery.client import DiscoveryError, open_session, ssl_context
 from vpn_discovery.config import MirrorConfig
@@ -242,26 +240,7 @@ def read_state(path: Path, cap: int) -> bytes | None:
 
 def write_state(path: Path, data: bytes) -> None:
     """Replace the state file with `data`, atomically."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        temp.replace(path)
-        _fsync_dir(path.parent)
+        write_atomic(path, data, mode=0o644, dir_mode=0o755)
     except OSError as exc:
         raise StateFileError(f"cannot write state file {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,6 +23,7 @@ RMS_LIBRARY = (
     "rms.logs",
     "rms.servicecli",
     "rms.tomlconfig",
+    "rms.atomicfile",  # one way to replace a state file so that a crash never leaves half
     "rms.spawn",
     "rms.discovery",
     "rms.policy",
