@@ -14,15 +14,13 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import time
 from pathlib import Path
-
-import pytest
 
 from rms.identity import NodeIdentity
 from rms.volumes import ClientCore, ClientLease, Granted, Offer
 from rms.wg.keys import WgPrivateKey
+from tests.integration.host_support import needs_root_and
 from tests.integration.provider_support import (
     C_ADDR,
     ClientLink,
@@ -39,13 +37,9 @@ from volume_provider.target.tgt import Tgtadm, TgtDaemon, kill
 from volume_provider.tgtd import forget_sockets
 
 TOOLS = ("tgtd", "tgtadm", "wireguard-go", "wg", "nsenter", "ip", "iscsi-test-cu")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in TOOLS),
-        reason="needs tgt, wireguard-go, wireguard-tools, iproute2 and libiscsi-bin",
-    ),
-]
+pytestmark = needs_root_and(
+    *TOOLS, packages="tgt, wireguard-go, wireguard-tools, iproute2 and libiscsi-bin"
+)
 MIB = 1024**2
 SIZE = 64 * MIB
 SUITE_TIMEOUT_S = 600

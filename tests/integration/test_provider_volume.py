@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
@@ -41,6 +40,7 @@ from rms.volumes import (
 from rms.wg.keys import WgPrivateKey
 from rms.wire import encode
 from rms.wire.messages import volumes as msg
+from tests.integration.host_support import needs_root_and
 from tests.integration.provider_support import (
     C_ADDR,
     P_ADDR,
@@ -59,13 +59,9 @@ from tests.integration.test_storage_iscsi import read_in_thread, write_file
 from volume_provider.tgtd import forget_sockets
 
 TOOLS = ("tgtd", "tgtadm", "wireguard-go", "wg", "nsenter", "ip", "fusermount3")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in TOOLS) or not Path("/dev/fuse").exists(),
-        reason="needs tgt, wireguard-go, wireguard-tools, iproute2 and fuse3",
-    ),
-]
+pytestmark = needs_root_and(
+    *TOOLS, packages="tgt, wireguard-go, wireguard-tools, iproute2 and fuse3", fuse=True
+)
 MIB = 1024**2
 PORT = 7950
 INI_IQN = "iqn.2024-01.cloud.true:provider-test"

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cfs.initiator.driver import InitiatorError, LibiscsiBridge, VolumeTarget
+from tests.integration.host_support import needs_root_and
 from volume_provider.target.driver import TargetManager
 from volume_provider.target.model import ChapSecret, Portal, TargetConfig
 from volume_provider.target.tgt import TgtDaemon, TgtDriver, kill
@@ -27,13 +27,7 @@ from volume_provider.target.tgt import TgtDaemon, TgtDriver, kill
 TOOLS = ("tgtd", "tgtadm", "nsenter", "ip", "fusermount3")
 SECRET = "s3cret-for-tests-only"
 INI_IQN = "iqn.2024-01.cloud.true:test-initiator"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in TOOLS) or not Path("/dev/fuse").exists(),
-        reason="needs tgt, util-linux, iproute2 and fuse3",
-    ),
-]
+pytestmark = needs_root_and(*TOOLS, packages="tgt, util-linux, iproute2 and fuse3", fuse=True)
 
 
 @dataclass(frozen=True)

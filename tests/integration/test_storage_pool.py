@@ -12,28 +12,22 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from cfs.initiator.driver import LibiscsiBridge, VolumeTarget
 from cfs.zfs.driver import ZfsCli
 from cfs.zfs.fused import StorageNamespace, ZfsFuseDaemon, stop
 from cfs.zfs.status import PoolStatus
+from tests.integration.host_support import needs_root_and
 from tests.integration.test_storage_iscsi import INI_IQN, Net, config, two_namespaces, volume
 from volume_provider.target.driver import TargetManager
 from volume_provider.target.tgt import TgtDaemon, TgtDriver, kill
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("tgtd", "zfs-fuse", "zpool", "unshare", "nsenter")),
-        reason="needs tgt, zfs-fuse and util-linux",
-    ),
-]
+pytestmark = needs_root_and(
+    "tgtd", "zfs-fuse", "zpool", "unshare", "nsenter", packages="tgt, zfs-fuse and util-linux"
+)
 LUNS, DATA_MB = 9, 48
 
 
