@@ -32,12 +32,11 @@ from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
 from rms.update.fetcher import METADATA_URL, TARGETS_URL, LibraryFetcher, Source
-from rms.update.roles import check_target_name
+from rms.update.roles import MAX_ROOT_BYTES, check_target_name
 from rms.update.store import read_capped, write_atomic
 
 R = TypeVar("R")
 log = structlog.get_logger("rms.update")
-MAX_ROOT_BYTES = 64 * 1024  # a root with a dozen keys is ~5 KiB
 MAX_TIMESTAMP_BYTES = 4 * 1024  # ~1 KiB
 MAX_SNAPSHOT_BYTES = 64 * 1024  # one entry per targets role
 MAX_TARGETS_BYTES = 1024 * 1024  # ~500 bytes per target

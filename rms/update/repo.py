@@ -10,6 +10,7 @@
     rms-repo publish REPO --snapshot-key K --timestamp-key K   (daily: new snapshot, timestamp)
     rms-repo timestamp REPO --timestamp-key K           re-sign the timestamp only
     rms-repo status REPO
+    rms-repo check-root ROOT.json                       fit to ship as nodes' trust anchor?
 
 Exit codes: 0 done, 1 refused (the message says why and what to do), 2 misuse.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rms.update.roles import RepoError, RoleKeys
+from rms.update.roles import MAX_ROOT_BYTES, RepoError, RoleKeys, check_trusted_root
 from rms.update.store import generate_key, load_public_key, public_path, read_capped
 from rms.update.tool import RepoTool
 
@@ -101,6 +102,11 @@ def _status(args: argparse.Namespace) -> str:
     return "\n".join(RepoTool(args.repo).status()) or "empty repository"
 
 
+def _check_root(args: argparse.Namespace) -> str:
+    data = read_capped(args.file, MAX_ROOT_BYTES, "root.json")
+    return f"{args.file}: " + check_trusted_root(data, _now())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `rms-repo` command line."""
     parser = argparse.ArgumentParser(prog="rms-repo", description=__doc__.split("\n")[0])
@@ -109,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], str], text: str) -> Sub:
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(handler=handler)
-        if name != "keygen":
+        if name not in ("keygen", "check-root"):
             p.add_argument("repo", type=Path, help="the repository directory")
         return p
 
@@ -142,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("timestamp", _timestamp, "re-sign the timestamp")
     p.add_argument("--timestamp-key", type=Path, required=True)
     command("status", _status, "versions, expiry and signatures of every role")
+    p = command("check-root", _check_root, "check a root.json to ship as the nodes' trust anchor")
+    p.add_argument("file", type=Path, help="a root.json, e.g. REPO/metadata/1.root.json")
     return parser
 
 

@@ -35,11 +35,13 @@ from tuf.api.metadata import (
     Timestamp,
     VerificationResult,
 )
+from tuf.api.serialization import DeserializationError
 
 OFFLINE_ROLES = ("root", "targets")
 ONLINE_ROLES = ("snapshot", "timestamp")
 MIN_OFFLINE_THRESHOLD = 2  # issue 7: signed and countersigned
 MAX_TARGET_NAME = 200
+MAX_ROOT_BYTES = 64 * 1024  # a root with a dozen keys is ~5 KiB
 M = TypeVar("M", Root, Timestamp, Snapshot, Targets)
 # A target name is a path of plain segments; no "..", no absolute path, nothing a shell,
 # a URL or a file system would read differently.
@@ -224,3 +226,30 @@ def require_root_rotation(old: Root, new: Metadata[Root]) -> None:
     """RepoError unless `new` is signed by a threshold of both the old and the new root keys."""
     require_threshold(old, new, f"root.json v{new.signed.version} (old root keys)")
     require_threshold(new.signed, new, f"root.json v{new.signed.version} (new root keys)")
+
+
+def check_trusted_root(data: bytes, now: datetime) -> str:
+    """A root.json fit to ship as a node's trust anchor, described in one line; RepoError
+    unless it parses as TUF root metadata signed by its own root threshold, with offline
+    thresholds of at least 2 and every top-level role present. An expired root is accepted
+    (nodes walk from it to the newest root) and said to be expired."""
+    try:
+        md = Metadata[Root].from_bytes(data)
+    except (DeserializationError, ValueError, TypeError, KeyError) as exc:
+        raise RepoError(f"not a TUF root.json: {str(exc)[:200]}") from None
+    if not isinstance(md.signed, Root):
+        raise RepoError(f"not a TUF root.json: its type is {md.signed.type}")
+    root = md.signed
+    missing = [name for name in TOP_LEVEL_ROLE_NAMES if name not in root.roles]
+    if missing:
+        raise RepoError(f"root.json lists no keys for {', '.join(missing)}")
+    for name in OFFLINE_ROLES:
+        if root.roles[name].threshold < MIN_OFFLINE_THRESHOLD:
+            raise RepoError(f"root.json: {name} threshold {root.roles[name].threshold} is below 2")
+    require_threshold(root, md, f"root.json v{root.version}")
+    roles_text = ", ".join(
+        f"{name} {root.roles[name].threshold} of {len(root.roles[name].keyids)}"
+        for name in ("root", "targets", "snapshot", "timestamp")
+    )
+    state = "expired" if root.is_expired(now) else "expires"
+    return f"root v{root.version}: {roles_text}; {state} {root.expires:%Y-%m-%d}"
