@@ -20,9 +20,8 @@ from volume_provider.export import Exporter
 from volume_provider.rmslink import RmsLink
 from volume_provider.service import ProviderService
 from volume_provider.store import StoreError, VolumeStore
+from volume_provider.target.backends import open_backend
 from volume_provider.target.model import TargetError
-from volume_provider.target.tgt import TgtDriver
-from volume_provider.tgtd import TgtdKeeper
 
 PROG = "volume-provider"
 DESCRIPTION = (
@@ -58,21 +57,17 @@ def handle_run(args: argparse.Namespace) -> int:
 
 
 async def serve(config: ProviderConfig, identity: NodeIdentity) -> None:
-    """Start (or adopt) tgtd, then run the provider until a signal; our tgtd stops with us."""
+    """Start the configured target (tgt: start or adopt tgtd; truenas: log in to the
+    middleware), then run the provider until a signal; what was started stops with us."""
     store = VolumeStore(config.provider.data_dir)
     store.prepare()
     config.tgt.log_dir.mkdir(parents=True, exist_ok=True)
-    tgtd = TgtdKeeper(config.tgt)
-    await tgtd.ensure()
-    try:
+    async with open_backend(config, store) as backend:
         wireguard = await open_wireguard("auto", log_dir=config.tgt.log_dir)
-        tgt = TgtDriver(None, config.tgt.control_port)
-        exporter = Exporter(store, wireguard, tgt, config.provider.wg_port_first)
+        exporter = Exporter(store, wireguard, backend, config.provider.wg_port_first)
         rms = RmsLink(config.rms.socket)
-        service = ProviderService(config, identity, exporter, rms, tgtd=tgtd.ensure)
+        service = ProviderService(config, identity, exporter, rms, tgtd=backend.watch)
         await _until_signal(service)
-    finally:
-        await tgtd.stop()
 
 
 async def _until_signal(service: ProviderService) -> None:

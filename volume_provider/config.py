@@ -22,10 +22,22 @@ reliability = 0
 socket = "/run/rms/control.sock"
 state_dir = "/var/lib/rms"  # where the node key is (read once at start; root only)
 
+[target]
+backend = "tgt"           # the iSCSI target: "tgt" (the provider's own tgtd, the default),
+                          # "lio" (the kernel's LIO through rtslib-fb), "truenas" (the
+                          # TrueNAS middleware: zvols and SCST exports; docs/truenas-middleware.md)
+
 [tgt]
 control_port = 7952       # tgtd -C N: its control socket is /run/tgtd/socket.N
 portal = "[::1]:3260"     # the portal tgtd starts with; volumes add theirs inside their VPN
 log_dir = "/var/log/volume-provider"
+
+[truenas]                 # read only with backend = "truenas"
+url = "wss://127.0.0.1/api/current"           # wss:// only
+api_key_file = "/run/secrets/truenas-api-key"  # first line is the key
+ca_file = ""                                  # empty: the system trust store
+parent_dataset = ""       # required with backend = "truenas": POOL/DATASET[/...]
+basename = "iqn.2005-10.org.freenas.ctl"      # TrueNAS's iSCSI base name (checked at start)
 
 [log]
 format = "auto"
@@ -41,10 +53,21 @@ from pathlib import Path
 from typing import Any
 
 from rms.tomlconfig import ConfigError, LogSection, build, read_toml, require
+from rms.volumes.leases import DEFAULT_SECRET_LEN
+from rms.volumes.terms import IQN_PREFIX
 from rms.vpn.locality import UNKNOWN_LOCATION, as_uuid
 from rms.wg.model import Endpoint
+from volume_provider.target.truenas_rpc import TrueNasSection
 
-__all__ = ["DEFAULT_CONFIG_PATH", "ConfigError", "ProviderConfig", "load_config", "parse_config"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_CONFIG_PATH",
+    "ConfigError",
+    "ProviderConfig",
+    "lease_naming",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_CONFIG_PATH = Path("/etc/volume-provider/volume-provider.toml")
 MIB = 1024**2
@@ -123,22 +146,59 @@ class TgtSection:
             raise ConfigError(f"tgt.portal: {e}") from None
 
 
+BACKENDS = ("tgt", "lio", "truenas")
+
+
+@dataclass(frozen=True)
+class TargetSection:
+    """Which iSCSI target exports the volumes."""
+
+    backend: str = "tgt"
+
+    def __post_init__(self) -> None:
+        choices = ", ".join(f'"{b}"' for b in BACKENDS)
+        require(self.backend in BACKENDS, f"target.backend must be one of {choices}")
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """The whole configuration of one Volume Provider."""
 
     provider: ProviderSection = field(default_factory=ProviderSection)
     rms: RmsSection = field(default_factory=RmsSection)
+    target: TargetSection = field(default_factory=TargetSection)
     tgt: TgtSection = field(default_factory=TgtSection)
+    truenas: TrueNasSection = field(default_factory=TrueNasSection)
     log: LogSection = field(default_factory=LogSection)
+
+
+TRUENAS_SECRET_LEN = 16  # TrueNAS takes CHAP secrets of 12-16 characters
+
+
+def lease_naming(config: ProviderConfig) -> tuple[str, int]:
+    """The target-name base and CHAP secret length of this provider's leases: the cloud's
+    own, or what TrueNAS imposes (its base name, secrets of at most 16 characters)."""
+    if config.target.backend == "truenas":
+        return config.truenas.basename, TRUENAS_SECRET_LEN
+    return IQN_PREFIX, DEFAULT_SECRET_LEN
+
+
+def _checked(config: ProviderConfig, source: str) -> ProviderConfig:
+    """The checks that span sections."""
+    if config.target.backend == "truenas" and not config.truenas.parent_dataset:
+        raise ConfigError(
+            f'{source}: truenas.parent_dataset is required with target.backend = "truenas"'
+        )
+    return config
 
 
 def load_config(path: Path | None) -> ProviderConfig:
     """Read and check the TOML file (the default path may be absent); raises ConfigError."""
     chosen = path or DEFAULT_CONFIG_PATH
-    return build(ProviderConfig, read_toml(chosen, required=path is not None), source=str(chosen))
+    raw = read_toml(chosen, required=path is not None)
+    return _checked(build(ProviderConfig, raw, source=str(chosen)), str(chosen))
 
 
 def parse_config(raw: dict[str, Any]) -> ProviderConfig:
     """Build the configuration from parsed TOML; raises ConfigError."""
-    return build(ProviderConfig, raw, source="config")
+    return _checked(build(ProviderConfig, raw, source="config"), "config")

@@ -28,9 +28,9 @@ from rms.wg.keys import WgPublicKey
 from rms.wg.manager import WireGuard
 from rms.wg.model import ConfigError, Endpoint, InterfaceConfig, PeerConfig
 from volume_provider.store import StoreError, VolumeStore
+from volume_provider.target.backends import Backend
 from volume_provider.target.driver import TargetManager
 from volume_provider.target.model import ChapSecret, Portal, TargetConfig, TargetError
-from volume_provider.target.tgt import TgtDriver
 
 __all__ = ["NAME_PREFIX", "ExportError", "Exporter", "VolumeGone", "interface_name"]
 
@@ -72,15 +72,18 @@ def link_config(lease: Lease) -> InterfaceConfig:
 
 
 class Exporter:
-    """Exports and unexports volumes with one store, one WireGuard and one tgtd."""
+    """Exports and unexports volumes with one WireGuard and one target backend
+    (volume_provider.target.backends: tgt and files, or TrueNAS and zvols)."""
 
     def __init__(
-        self, store: VolumeStore, wireguard: WireGuard, tgt: TgtDriver, wg_port_first: int
+        self, store: VolumeStore, wireguard: WireGuard, backend: Backend, wg_port_first: int
     ) -> None:
-        self.store = store
+        self.store = store  # the data directory (its files with tgt; measured either way)
         self.wireguard = wireguard
-        self.tgt = tgt
-        self.targets = TargetManager(tgt)
+        self.backend = backend
+        self.volumes = backend.volumes
+        self.portals = backend.portals
+        self.targets = TargetManager(backend.driver)
         self._wg_port_first = wg_port_first
 
     def target_config(self, lease: Lease) -> TargetConfig:
@@ -89,7 +92,7 @@ class Exporter:
         return TargetConfig(
             iqn=s.iqn,
             tid=lease.wg_port - self._wg_port_first + 1,
-            backing=str(self.store.path(lease.volume_id)),
+            backing=self.volumes.backing(lease.volume_id),
             size=lease.size,
             chap_user=s.chap_user,
             chap_secret=ChapSecret(s.chap_secret),
@@ -104,15 +107,15 @@ class Exporter:
         vid = lease.volume_id.hex()
         if restored:
             try:
-                self.store.check(lease.volume_id, lease.size)
+                await self.volumes.check(lease.volume_id, lease.size)
             except StoreError as e:
                 raise VolumeGone(f"volume {vid}: {e}") from None
         try:
             if not restored:
-                self.store.create(lease.volume_id, lease.size)
+                await self.volumes.create(lease.volume_id, lease.size)
             await self.wireguard.ensure(link_config(lease))
             config = self.target_config(lease)
-            await self.tgt.add_portal(config.portal)
+            await self.portals.add_portal(config.portal)
             await self.targets.ensure_target(config)
         except (StoreError, WireGuardError, ConfigError, TargetError) as e:
             log.warning("volume.export_failed", volume=vid, reason=str(e))
@@ -147,21 +150,20 @@ class Exporter:
         for name in await self.wireguard.names():
             if name.startswith(NAME_PREFIX):
                 await self.wireguard.remove(name)
-        for portal in await self.tgt.portals():
-            if self.tgt.portal is None or portal != str(self.tgt.portal):
-                await self._quietly("portal", self.tgt.remove_portal(_parse_portal(portal)))
-        return self.store.wipe_all(keep)
+        for portal in await self.portals.strays():
+            await self._quietly("portal", self.portals.remove_portal(portal))
+        return await self.volumes.wipe_all(keep)
 
     async def _teardown(self, volume_id: bytes, iqn: str, *, wipe: bool = True) -> None:
         vid = volume_id.hex()
         portal = Portal(str(inner_addresses(volume_id)[0]), ISCSI_PORT)
         await self._quietly("target", self.targets.remove_target(iqn), vid)
-        await self._quietly("portal", self.tgt.remove_portal(portal), vid)
+        await self._quietly("portal", self.portals.remove_portal(portal), vid)
         await self._quietly("link", self.wireguard.remove(interface_name(volume_id)), vid)
         if not wipe:
             return
         try:
-            self.store.wipe(volume_id)
+            await self.volumes.wipe(volume_id)
         except StoreError as e:
             log.error("volume.wipe_failed", volume=vid, reason=str(e))
 
@@ -171,8 +173,3 @@ class Exporter:
             await work
         except (WireGuardError, TargetError, ConfigError) as e:
             log.warning("volume.teardown_step_failed", step=step, volume=volume, reason=str(e))
-
-
-def _parse_portal(text: str) -> Portal:
-    endpoint = Endpoint.parse(text)
-    return Portal(str(endpoint.host), endpoint.port)

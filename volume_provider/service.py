@@ -40,7 +40,7 @@ from rms.volumes import (
     Unexport,
 )
 from rms.wg.errors import WireGuardError
-from volume_provider.config import MIB, ProviderConfig
+from volume_provider.config import MIB, ProviderConfig, lease_naming
 from volume_provider.export import Exporter, ExportError, VolumeGone
 from volume_provider.leasefile import LeaseFile
 from volume_provider.rmslink import RmsLink, offer_body, parse_request
@@ -60,6 +60,7 @@ log = structlog.get_logger("volume_provider")
 def settings_from(config: ProviderConfig, addresses: tuple[IPv6Address, ...]) -> ProviderSettings:
     """The core's settings from the configuration and the current management addresses."""
     p = config.provider
+    iqn_base, chap_secret_len = lease_naming(config)
     return ProviderSettings(
         capacity=p.capacity_mib * MIB,
         location=p.location_uuid.bytes,
@@ -74,6 +75,8 @@ def settings_from(config: ProviderConfig, addresses: tuple[IPv6Address, ...]) ->
         max_per_request=p.max_per_request,
         price=p.price,
         reliability=p.reliability,
+        iqn_base=iqn_base,
+        chap_secret_len=chap_secret_len,
     )
 
 

@@ -16,7 +16,14 @@ from ipaddress import IPv6Address
 
 from rms.identity import NodeIdentity, node_id_of
 from rms.volumes.grants import GrantSecrets, seal_secrets
-from rms.volumes.terms import ISCSI_PORT, VOLUME_PORT, inner_addresses, iqn_for
+from rms.volumes.terms import (
+    IQN_PREFIX,
+    ISCSI_PORT,
+    VOLUME_PORT,
+    inner_addresses,
+    iqn_for,
+    valid_iqn_base,
+)
 from rms.wg.keys import WgPrivateKey
 from rms.wire.messages.volumes import ID_SIZE
 
@@ -33,7 +40,8 @@ __all__ = [
 ]
 
 _SECRET_ALPHABET = string.ascii_letters + string.digits
-_SECRET_LEN = 24  # RFC 7143 §12.1.3 asks for at least 12 bytes; tgt takes up to 255
+DEFAULT_SECRET_LEN = 24  # RFC 7143 §12.1.3 asks for at least 12 bytes; tgt takes up to 255
+MIN_SECRET_LEN, MAX_SECRET_LEN = 12, 255
 
 
 class Reason(StrEnum):
@@ -76,8 +84,14 @@ class ProviderSettings:
     reliability: int = 0  # per mille uptime: a hint until availability is measured (issue 6)
     tombstone_s: int = 3600  # how long a released volume id answers a repeated release
     max_offers: int = 1024  # open offers remembered; the oldest is forgotten first
+    iqn_base: str = IQN_PREFIX  # target names are BASE:<volume id hex> (TrueNAS: its base name)
+    chap_secret_len: int = DEFAULT_SECRET_LEN  # TrueNAS takes 12-16 characters
 
     def __post_init__(self) -> None:
+        if not valid_iqn_base(self.iqn_base):
+            raise ValueError(f"{self.iqn_base!r} cannot start a volume's iSCSI target name")
+        if not MIN_SECRET_LEN <= self.chap_secret_len <= MAX_SECRET_LEN:
+            raise ValueError(f"CHAP secrets are {MIN_SECRET_LEN}..{MAX_SECRET_LEN} characters")
         if self.capacity < 0 or self.min_size < 1 or self.lease_s < 2:
             raise ValueError("capacity >= 0, min_size >= 1 and lease_s >= 2 are required")
         if len(self.location) != 16 or len(self.network) != 16:
@@ -172,6 +186,8 @@ class LeaseRequest:
     own_endpoint: IPv6Address
     client_endpoint: IPv6Address
     expires_ms: int
+    iqn_base: str = IQN_PREFIX
+    chap_secret_len: int = DEFAULT_SECRET_LEN
 
 
 def build_lease(identity: NodeIdentity, rng: random.Random, req: LeaseRequest) -> Lease:
@@ -180,13 +196,13 @@ def build_lease(identity: NodeIdentity, rng: random.Random, req: LeaseRequest) -
     portal, client_address = inner_addresses(volume_id)
     wg_private = WgPrivateKey(rng.randbytes(32))
     secrets = GrantSecrets(
-        iqn=iqn_for(volume_id),
+        iqn=iqn_for(volume_id, req.iqn_base),
         portal=portal,
         portal_port=ISCSI_PORT,
         client_address=client_address,
         prefix_len=64,
         chap_user=f"c{volume_id.hex()[:16]}",
-        chap_secret="".join(rng.choices(_SECRET_ALPHABET, k=_SECRET_LEN)),
+        chap_secret="".join(rng.choices(_SECRET_ALPHABET, k=req.chap_secret_len)),
         wg_key=wg_private.public_key().raw,
         wg_psk=rng.randbytes(32),
         endpoint=req.own_endpoint,

@@ -214,6 +214,8 @@ class ProviderCore:
                 own_endpoint=own,
                 client_endpoint=their,
                 expires_ms=now_ms + self.settings.lease_s * 1000,
+                iqn_base=self.settings.iqn_base,
+                chap_secret_len=self.settings.chap_secret_len,
             ),
         )
 

@@ -11,6 +11,7 @@ Sans-IO: no clock, no socket; `now` is wall-clock seconds where it matters.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
@@ -32,6 +33,8 @@ __all__ = [
     "StorageRequest",
     "inner_addresses",
     "iqn_for",
+    "names_volume",
+    "valid_iqn_base",
     "pick_endpoint",
     "unpack_map",
     "volume_prefix",
@@ -40,6 +43,8 @@ __all__ = [
 VOLUME_PORT = 7950  # the provider's claim/renew/release port on its management addresses
 ISCSI_PORT = 3260  # the target's portal inside each volume's nested VPN (RFC 7143 §13.1)
 IQN_PREFIX = "iqn.2026-11.cloud.true.volume"
+MAX_IQN = 223  # bytes, RFC 7143 §4.2.7.1
+_IQN_BASE = re.compile(r"iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.-]*(:[a-z0-9.:-]*[a-z0-9])?")
 _VOLUME_ULA_CONTEXT = b"truecloud-volume-ula\x00"
 
 _LIMITS: dict[str, Any] = {
@@ -176,9 +181,22 @@ def inner_addresses(volume_id: bytes) -> tuple[IPv6Address, IPv6Address]:
     return IPv6Address(base | 1), IPv6Address(base | 2)
 
 
-def iqn_for(volume_id: bytes) -> str:
-    """The target name of a volume (RFC 7143 §4.2.7.1)."""
-    return f"{IQN_PREFIX}:{volume_id.hex()}"
+def iqn_for(volume_id: bytes, base: str = IQN_PREFIX) -> str:
+    """The target name of a volume (RFC 7143 §4.2.7.1): BASE:<volume id hex>. The base is
+    the cloud's own, or the one a provider's target imposes (TrueNAS: its base name)."""
+    return f"{base}:{volume_id.hex()}"
+
+
+def valid_iqn_base(base: str) -> bool:
+    """Whether `base` can start a volume's target name: an `iqn.` name of lower-case
+    letters, digits, `.`, `-` and `:` that leaves room for `:<32 hex>` in 223 bytes."""
+    return len(base) <= MAX_IQN - 33 and _IQN_BASE.fullmatch(base) is not None
+
+
+def names_volume(iqn: str, volume_id: bytes) -> bool:
+    """Whether a grant's target name is one for this volume: a valid base, `:`, its id."""
+    base, sep, tail = iqn.rpartition(":")
+    return sep == ":" and tail == volume_id.hex() and valid_iqn_base(base)
 
 
 def pick_endpoint(

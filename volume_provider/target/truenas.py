@@ -39,7 +39,12 @@ from volume_provider.target.changes import (
     UnbindAccount,
 )
 from volume_provider.target.model import LUN, LunState, TargetConfig, TargetError, TargetState
-from volume_provider.target.truenas_rpc import MiddlewareClient, MiddlewareError, load_settings
+from volume_provider.target.truenas_rpc import (
+    MiddlewareClient,
+    MiddlewareError,
+    TrueNasSection,
+    load_settings,
+)
 
 OWNER = "truecloud"  # alias and comment prefix of everything this driver creates
 MAX_TRUENAS_SECRET = 16
@@ -176,9 +181,24 @@ class TrueNasDriver:
 
     @classmethod
     def from_settings(cls, path: Path) -> TrueNasDriver:
-        """The driver the TrueNAS app's truenas.toml describes (docs/truenas-middleware.md)."""
-        settings = load_settings(path)
-        return cls(MiddlewareClient(settings.endpoint()), settings.parent_dataset)
+        """The driver a truenas.toml describes (docs/truenas-middleware.md)."""
+        return cls.from_section(load_settings(path))
+
+    @classmethod
+    def from_section(cls, section: TrueNasSection) -> TrueNasDriver:
+        """The driver a `[truenas]` section describes (the API key is read now)."""
+        return cls(MiddlewareClient(section.endpoint()), section.parent_dataset)
+
+    async def zvols(self) -> dict[str, int]:
+        """Every zvol under the parent dataset, with its size in bytes."""
+        return await self._volsizes()
+
+    async def create_zvol(self, backing: str, size: int) -> None:
+        """A new sparse zvol; TargetError if one of that name is there already."""
+        self._check_backing(backing)
+        if backing in await self._volsizes():
+            raise TargetError(f"zvol {backing} exists already; it was left as is")
+        await self._ensure_zvol(backing, size)
 
     async def destroy_backing(self, backing: str) -> None:
         """Delete a released volume's zvol (and so its data); absent is fine."""

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from rms.tomlconfig import build, read_toml, require
+from rms.volumes.terms import valid_iqn_base
 from volume_provider.target.model import MASK, TargetError
 
 MAX_FRAME_BYTES = 4 << 20  # a query of a few hundred targets is well under 1 MiB
@@ -37,6 +38,10 @@ MAX_REASON_CHARS = 300
 
 class MiddlewareError(TargetError):
     """The middleware answered a call with a JSON-RPC error; the connection is still good."""
+
+
+TRUENAS_BASENAME = "iqn.2005-10.org.freenas.ctl"  # TrueNAS's default iSCSI base name
+MAX_KEY_FILE = 4096  # a key is ~70 characters
 
 
 class ApiKey:
@@ -54,9 +59,13 @@ class ApiKey:
     def from_file(cls, path: Path) -> ApiKey:
         """The key stored in a file (first line); TargetError naming the file, never the key."""
         try:
-            text = path.read_text(encoding="utf-8", errors="strict")
+            with path.open("rb") as f:
+                data = f.read(MAX_KEY_FILE + 1)
+            text = data.decode("utf-8", errors="strict")
         except (OSError, UnicodeDecodeError) as e:
             raise TargetError(f"cannot read the TrueNAS API key file {path}: {e}") from None
+        if len(data) > MAX_KEY_FILE:
+            raise TargetError(f"the TrueNAS API key file {path} is over {MAX_KEY_FILE} bytes")
         return cls(text.splitlines()[0] if text.strip() else "")
 
     def reveal(self) -> str:
@@ -100,9 +109,14 @@ class TrueNasSection:
     api_key_file: Path = Path("/run/secrets/truenas-api-key")
     ca_file: str = ""  # empty: the system trust store
     parent_dataset: str = ""
+    basename: str = TRUENAS_BASENAME  # iscsi.global.config's base name, checked at start
 
     def __post_init__(self) -> None:
         require(self.url.startswith("wss://"), "truenas.url must start with wss://")
+        require(
+            valid_iqn_base(self.basename),
+            "truenas.basename must be an iqn. name (lower case, digits, . - :)",
+        )
         if self.parent_dataset:  # empty is the default; load_settings requires a real one
             parts = self.parent_dataset.split("/")
             ok = len(parts) >= 2 and all(p and p not in (".", "..") for p in parts)
