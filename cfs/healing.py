@@ -229,6 +229,12 @@ class Healer:
             elif s.state is SlotState.ABANDONING and s.retry_at <= now:
                 s.retry_at = float("inf")  # until the detach reports back
                 actions.append(Detach(i, s.new_device))
+        return actions + self.renewals(now)
+
+    def renewals(self, now: float) -> list[Action]:
+        """Only the renewals that are due (the service also asks for these on their own,
+        so that a long pool operation never makes a lease lapse)."""
+        actions: list[Action] = []
         for lease in self._leases():
             due = self._renew_at.get(lease.lease_id, self._due(lease))
             if due <= now and lease.lease_id not in self._renewing and lease.expires_at > now:

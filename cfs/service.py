@@ -340,6 +340,7 @@ class Cfs:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(stop), name="cfs-watch")
+                tg.create_task(self._renew_apart(stop), name="cfs-renew")
                 if self.audit is not None:
                     tg.create_task(self.audit(self, stop), name="cfs-audit")
                 if publish is not None:
@@ -353,6 +354,13 @@ class Cfs:
         while not stop.is_set():
             await self.step()
             await _wait(stop, self._next_wait())
+
+    async def _renew_apart(self, stop: asyncio.Event) -> None:
+        """Renew due leases even while a step waits on a long zpool command (a replace
+        took up to a minute under zfs-fuse; a lease must not lapse meanwhile)."""
+        while not stop.is_set():
+            await self.carry_out(self._healer().renewals(self.clock()))
+            await _wait(stop, self.policy.poll_s)
 
     def _next_wait(self) -> float:
         due, poll = self._healer().next_timer(), self.policy.poll_s

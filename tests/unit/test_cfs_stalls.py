@@ -98,3 +98,31 @@ async def test_four_lost_say_the_pool_is_suspended_and_replace_nothing() -> None
     assert snap["suspended"] is True and cfs.healer.lost() == 4
     assert "4 of 8 volumes lost" in snap["problem"]
     assert not any(c.startswith("replace") for c in pool.calls)
+
+
+async def test_leases_are_renewed_while_a_step_waits_on_a_long_replace() -> None:
+    cfs, src, _, pool, _ = make()
+    await cfs.build()
+    assert cfs.healer is not None
+    lost = cfs.healer.slots[0]
+    src.dead.add(lost.lease.provider.provider)
+    pool.devices[lost.device] = "UNAVAIL"
+    waiting, go_on = asyncio.Event(), asyncio.Event()
+
+    async def long(name: str, old: str, new: Path) -> None:
+        waiting.set()
+        await go_on.wait()
+
+    pool.replace = long  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(cfs.run(stop))
+    await asyncio.wait_for(waiting.wait(), 5)
+    cfs.clock = lambda: 9_950.0  # every lease is due now, in the middle of the replace
+    for _ in range(100):
+        if len(src.renewed) >= 7:
+            break
+        await asyncio.sleep(0.05)
+    assert len(src.renewed) >= 7  # the 7 live ones (and the new one), not after the replace
+    go_on.set()
+    stop.set()
+    await asyncio.wait_for(running, 5)
