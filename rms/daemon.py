@@ -1,4 +1,9 @@
-"""The RMS daemon: owns every task of the node in one TaskGroup and shuts down in order."""
+"""The RMS daemon: owns every task of the node in one TaskGroup and shuts down in order.
+
+It also owns the node's policy (docs/entitlement.md): at construction it chooses the signed
+policy document it accepted (or the built-in defaults), and `policy` is what every service
+it runs is built with (VPNs, admission, rosters, broadcast, DHT, entitlement, audits).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from rms import __version__, sdnotify
 from rms.config import Config
 from rms.control.peer import AccessPolicy, admin_gid
 from rms.control.server import ControlServer, create_app
+from rms.entitlement.state import PolicyFile
 from rms.identity import NodeIdentity
+from rms.policy import Policy
 from rms.status import NodeState, StatusBoard
 
 Service = Callable[[], Coroutine[Any, Any, None]]
@@ -36,12 +43,17 @@ class _ShutdownRequested(Exception):
 class Daemon:
     """One node agent: identity, status, control API and the services later issues add."""
 
-    def __init__(self, config: Config, identity: NodeIdentity) -> None:
+    def __init__(
+        self, config: Config, identity: NodeIdentity, policy_file: PolicyFile | None = None
+    ) -> None:
         self.config = config
         self.identity = identity
         self.log = structlog.get_logger("rms").bind(node_id=identity.node_id_hex[:16])
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self.board = StatusBoard(identity.node_id_hex, __version__, os.getpid(), started)
+        self.policy_file = policy_file or PolicyFile.from_config(config)
+        self.policy: Policy = self.policy_file.start()
+        self.board.add_check("policy", self.policy_file.problem)
         self._services: dict[str, Service] = {}
         self._routes: list[web.RouteDef] = []
         self._stop = asyncio.Event()

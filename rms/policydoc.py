@@ -4,6 +4,7 @@ DESIGN.md: "Cloud-wide constants ... live in one signed policy document". The do
 self-contained JSON file (so the component library can ship it as a TUF target)::
 
     {"format": "truecloud-policy/1", "version": 7, "issued_at": "2026-11-22T00:00:00Z",
+     "expires_at": "2027-11-22T00:00:00Z",
      "policy": {"entitlement_ratio": 0.4, ...},
      "signatures": [{"key": "<ed25519 public key, hex>", "sig": "<hex>"}, ...]}
 
@@ -12,12 +13,18 @@ domain `truecloud policy v1`. A node accepts a document only when at least `thre
 its configured policy keys signed it, no signature is bad, the version is not lower than
 the one it accepted last, and every field is one `Policy` knows with a value of its type.
 Fields the document leaves out keep their defaults, so an older document still loads in a
-newer RMS. Sans-IO: reading and keeping the file is the daemon's (rms.entitlement.service).
+newer RMS. `expires_at` is optional: a candidate past it is refused. `choose` is the node's
+whole decision (which document is in force, which candidate to keep, what is wrong) from the
+bytes of the kept and the candidate files. Sans-IO: reading and keeping the files is the
+daemon's (rms.entitlement.state).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
+import re
 from dataclasses import dataclass
 from math import isfinite
 from typing import Any
@@ -43,6 +50,8 @@ DOMAIN = b"truecloud policy v1\x00"
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_SIGNATURES = 16
 BODY_FIELDS = {"format", "version", "issued_at", "policy"}
+OPTIONAL_FIELDS = {"expires_at"}
+_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
 class PolicyDocError(DocumentError):
@@ -80,6 +89,23 @@ class PolicyDocument:
     issued_at: str
     policy: Policy
     signers: frozenset[bytes]
+    expires_at: str | None = None  # "YYYY-MM-DDTHH:MM:SSZ"; None: never expires
+    body_digest: bytes = b""  # canonical body: two documents of one version must agree
+
+    def expired(self, now: float) -> bool:
+        """Whether the document's `expires_at` has passed at `now` (UNIX seconds)."""
+        return self.expires_at is not None and now >= utc_seconds(self.expires_at)
+
+
+def utc_seconds(value: str) -> float:
+    """UNIX seconds of a "YYYY-MM-DDTHH:MM:SSZ" time; PolicyDocError when it is not one."""
+    if not isinstance(value, str) or not _UTC.fullmatch(value):
+        raise PolicyDocError("expires_at must be a UTC time like 2027-01-31T00:00:00Z")
+    try:
+        parsed = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+        return parsed.replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        raise PolicyDocError(f"expires_at {value!r} is not a valid date") from None
 
 
 def policy_fields(policy: Policy) -> dict[str, Any]:
@@ -87,31 +113,46 @@ def policy_fields(policy: Policy) -> dict[str, Any]:
     return {f.name: getattr(policy, f.name) for f in dataclasses.fields(policy)}
 
 
-def make_body(policy: Policy, version: int, issued_at: str) -> dict[str, Any]:
-    """The unsigned part of a document."""
+def make_body(
+    policy: Policy, version: int, issued_at: str, expires_at: str | None = None
+) -> dict[str, Any]:
+    """The unsigned part of a document (with `expires_at` when given)."""
     whole(version, "version", low=1)
-    return {
+    body = {
         "format": FORMAT,
         "version": version,
         "issued_at": issued_at,
         "policy": policy_fields(policy),
     }
+    if expires_at is not None:
+        utc_seconds(expires_at)
+        body["expires_at"] = expires_at
+    return body
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in BODY_FIELDS | OPTIONAL_FIELDS if k in doc}
 
 
 def add_signature(doc: dict[str, Any], signer: Signer) -> dict[str, Any]:
     """The document with `signer`'s signature added (replacing an older one by the same key)."""
-    body = {k: doc[k] for k in BODY_FIELDS}
+    body = _body(doc)
     key = signer.public_key.hex()
     kept = [s for s in doc.get("signatures", []) if s.get("key") != key]
     return {**body, "signatures": [*kept, {"key": key, "sig": sign(signer, DOMAIN, body)}]}
 
 
 def signed_document(
-    overrides: dict[str, Any], version: int, issued_at: str, signers: list[Signer]
+    overrides: dict[str, Any],
+    version: int,
+    issued_at: str,
+    signers: list[Signer],
+    expires_at: str | None = None,
 ) -> bytes:
     """A whole document: the default policy with `overrides`, signed by each of `signers`."""
     policy = policy_from_fields({**policy_fields(Policy()), **overrides})
-    doc: dict[str, Any] = {**make_body(policy, version, issued_at), "signatures": []}
+    body = make_body(policy, version, issued_at, expires_at)
+    doc: dict[str, Any] = {**body, "signatures": []}
     for signer in signers:
         doc = add_signature(doc, signer)
     return encode(doc)
@@ -126,7 +167,8 @@ def parse(data: bytes) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
     """The body and (key, signature) pairs of a document; PolicyDocError when malformed."""
     try:
         doc = parse_object(data, MAX_DOCUMENT_BYTES, "policy document")
-        exact_keys(doc, BODY_FIELDS | {"signatures"}, "policy document")
+        required = {k: v for k, v in doc.items() if k not in OPTIONAL_FIELDS}
+        exact_keys(required, BODY_FIELDS | {"signatures"}, "policy document")
         raw = doc["signatures"]
         if not isinstance(raw, list) or len(raw) > MAX_SIGNATURES:
             raise PolicyDocError(f"signatures must be a list of at most {MAX_SIGNATURES}")
@@ -135,7 +177,7 @@ def parse(data: bytes) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
         raise
     except DocumentError as e:
         raise PolicyDocError(str(e)) from None
-    return {k: doc[k] for k in BODY_FIELDS}, pairs
+    return _body(doc), pairs
 
 
 def _signature(item: object) -> tuple[bytes, bytes]:
@@ -146,8 +188,11 @@ def _signature(item: object) -> tuple[bytes, bytes]:
     )
 
 
-def check(data: bytes, trust: PolicyTrust, min_version: int = 0) -> PolicyDocument:
-    """Verify a document against this node's trust and the last accepted version."""
+def check(
+    data: bytes, trust: PolicyTrust, min_version: int = 0, now: float | None = None
+) -> PolicyDocument:
+    """Verify a document against this node's trust and the last accepted version; with
+    `now`, also refuse it once its `expires_at` has passed."""
     body, pairs = parse(data)
     if body["format"] != FORMAT:
         raise PolicyDocError(f"format is not {FORMAT}")
@@ -168,11 +213,16 @@ def check(data: bytes, trust: PolicyTrust, min_version: int = 0) -> PolicyDocume
         issued_at = text(body["issued_at"], "issued_at", 64)
     except DocumentError as e:
         raise PolicyDocError(str(e)) from None
+    expires_at = body.get("expires_at")
+    if expires_at is not None:
+        deadline = utc_seconds(expires_at)
+        if now is not None and now >= deadline:
+            raise PolicyDocError(f"version {version} expired at {expires_at}")
     if version < min_version:
         raise PolicyDocError(f"version {version} is older than the accepted {min_version}")
-    return PolicyDocument(
-        version, issued_at, policy_from_fields(body["policy"]), frozenset(signers)
-    )
+    policy = policy_from_fields(body["policy"])
+    digest = hashlib.sha256(canonical(body)).digest()
+    return PolicyDocument(version, issued_at, policy, frozenset(signers), expires_at, digest)
 
 
 def policy_from_fields(fields: object) -> Policy:
@@ -208,6 +258,75 @@ def describe(doc: PolicyDocument) -> dict[str, Any]:
     return {
         "version": doc.version,
         "issued_at": doc.issued_at,
+        "expires_at": doc.expires_at,
         "signers": sorted(k.hex() for k in doc.signers),
         "policy": policy_fields(doc.policy),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChoice:
+    """What a node makes of its kept document and a candidate (the result of `choose`)."""
+
+    document: PolicyDocument | None  # the newest good document; None: the built-in defaults
+    keep: bytes | None  # candidate bytes to keep as the accepted document, if it is newer
+    problem: str | None  # why the candidate (or the kept one) is not what it should be
+
+
+def choose(
+    trust: PolicyTrust | None,
+    kept: bytes | None,
+    candidate: bytes | None,
+    now: float,
+    name: str = "the policy document",
+) -> PolicyChoice:
+    """Which policy a node applies, from the bytes of the document it accepted last (`kept`,
+    None if none) and of the candidate an update dropped (None if there is none).
+
+    - Without trust, every document is ignored (the built-in defaults apply).
+    - The kept document was verified when accepted; it is verified again (the trusted keys may
+      have changed) but not refused for having expired since: a node goes on applying what
+      it accepted, and says so, until a newer document comes.
+    - A candidate is refused when malformed, unsigned, under-signed, forged, expired, older
+      than the kept one, or of the kept one's version with other content; a refusal changes
+      nothing and is the problem.
+    """
+    if trust is None:
+        ignored = (
+            None
+            if candidate is None
+            else f"{name} ignored: no trusted policy keys in [policy] keys"
+        )
+        return PolicyChoice(None, None, ignored)
+    current, problem = None, None
+    if kept is not None:
+        try:
+            current = check(kept, trust)
+        except PolicyDocError as e:
+            problem = f"the kept policy document no longer verifies ({e})"
+    keep = None
+    if candidate is not None:
+        try:
+            found = check(candidate, trust, current.version if current else 0, now)
+        except PolicyDocError as e:
+            return PolicyChoice(current, None, f"{name} refused: {e}; {_keeping(current)}")
+        if current is not None and found.version == current.version:
+            if found.body_digest != current.body_digest:
+                return PolicyChoice(
+                    current,
+                    None,
+                    f"{name} refused: version {found.version} differs from the accepted "
+                    f"document of the same version; {_keeping(current)}",
+                )
+        else:
+            current, keep, problem = found, candidate, None
+    if problem is None and current is not None and current.expired(now):
+        problem = f"policy version {current.version} expired at {current.expires_at}; "
+        problem += "still applied until a newer signed document comes"
+    return PolicyChoice(current, keep, problem)
+
+
+def _keeping(current: PolicyDocument | None) -> str:
+    if current is None:
+        return "keeping the built-in defaults"
+    return f"keeping version {current.version}"

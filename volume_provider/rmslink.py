@@ -7,7 +7,10 @@
 - the node: the `vpns` section of `GET /v1/status` (one management address per VPN) and
   the `entitlement` section (the storage the node contributes, when the provider's
   capacity follows it);
-- status: `PUT /v1/status/sections/volumes`.
+- status: `PUT /v1/status/sections/volumes`;
+- the measured contribution: `POST /v1/contribution/measured` with the capacity the
+  provider really has room for, the bytes leased and (when known) those passing audits; the
+  node's entitlement follows it (docs/entitlement.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "RmsLink",
     "contributed_bytes",
     "management_addresses",
+    "measured_body",
     "offer_body",
     "parse_request",
 ]
@@ -87,6 +91,20 @@ def contributed_bytes(status: Mapping[str, Any]) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
+def measured_body(
+    capacity: int, leased: int, allocated: int, disk_free: int, audited: int | None = None
+) -> dict[str, int | None]:
+    """The measurement to report: the capacity really offered is the configured (or
+    followed) capacity, but no more than the volume files hold already plus the free room of
+    their file system (sparse volumes grow into it); `leased` is what clients hold."""
+    room = max(0, allocated) + max(0, disk_free)
+    return {
+        "capacity_bytes": max(0, min(capacity, room)),
+        "leased_bytes": max(0, leased),
+        "audited_bytes": audited,
+    }
+
+
 class RmsLink:
     """The control API calls the provider makes."""
 
@@ -116,6 +134,10 @@ class RmsLink:
         RMS does not say), from its status."""
         status = await self.control.status()
         return management_addresses(status), contributed_bytes(status)
+
+    async def report(self, measured: dict[str, int | None]) -> None:
+        """Tell the RMS what the provider really contributes (`measured_body`)."""
+        await self.control.post_json("/v1/contribution/measured", measured)
 
     async def publish(self, section: dict[str, Any]) -> None:
         """Publish the `volumes` section of `rms status`."""

@@ -7,7 +7,8 @@ Tasks (one `asyncio.TaskGroup`, each named; STYLE.md 7):
 - `addresses`: follows the node's management addresses (from `rms status`): the offers
   name them and the claim server listens on them;
 - `expiry`: runs the core's timer; an expired lease is unexported and wiped;
-- `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`;
+- `status`: publishes the `volumes` section of `rms status` every `STATUS_EVERY_S`, and
+  reports the measured contribution (capacity with room on disk, bytes leased) to the RMS;
 - `watch`: every `WATCH_EVERY_S`, starts tgtd again if it died and exports again every
   lease whose target or nested link is gone (the data is kept).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -43,7 +45,7 @@ from rms.wg.errors import WireGuardError
 from volume_provider.config import MIB, ProviderConfig, lease_naming
 from volume_provider.export import Exporter, ExportError, VolumeGone
 from volume_provider.leasefile import LeaseFile
-from volume_provider.rmslink import RmsLink, offer_body, parse_request
+from volume_provider.rmslink import RmsLink, measured_body, offer_body, parse_request
 from volume_provider.server import ClaimServer
 from volume_provider.target.model import TargetError
 
@@ -107,6 +109,8 @@ class ProviderService:
         self._timer_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once leftovers are cleared and tasks started
         self.rms_problem: str | None = None  # why the RMS cannot be reached, if it cannot
+        # With capacity_mib = 0 the capacity follows the node's offer: unknown until read.
+        self._capacity_known = bool(config.provider.capacity_mib)
 
     async def run(self) -> None:
         """Restore saved leases, serve until cancelled; exports are taken down on the way out
@@ -274,6 +278,7 @@ class ProviderService:
         less than is leased only stops new offers, a lease is never cut short."""
         if self.config.provider.capacity_mib or contributed is None:
             return
+        self._capacity_known = True
         if contributed != self.core.settings.capacity:
             log.info("provider.capacity", capacity=contributed)
             self.core.set_capacity(contributed)
@@ -297,9 +302,26 @@ class ProviderService:
         while True:
             try:
                 await self.rms.publish(self.status())
+                measured = self.measurement()
+                if measured is not None:
+                    await self.rms.report(measured)
             except (DaemonUnavailable, ControlError) as e:
                 log.debug("provider.status_not_published", reason=str(e))
             await asyncio.sleep(STATUS_EVERY_S)
+
+    def measurement(self) -> dict[str, int | None] | None:
+        """What the provider really contributes, or None while it cannot tell (its capacity
+        still to be read from the RMS, or its volume directory's file system unreadable)."""
+        if not self._capacity_known:
+            return None
+        store = self.exporter.store
+        try:
+            fs = os.statvfs(store.data_dir)
+        except OSError as e:
+            log.warning("provider.store_unmeasured", reason=e.strerror)
+            return None
+        free = fs.f_bavail * fs.f_frsize
+        return measured_body(self.core.settings.capacity, self.core.used, store.allocated(), free)
 
     def status(self) -> dict[str, object]:
         """The `volumes` section: capacity, leases, listeners and counters; no secrets."""

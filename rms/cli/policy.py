@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--version", type=int, required=True, help="document version (>= 1)")
     p.add_argument("--from", dest="base", type=Path, help="start from this document's policy")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument(
+        "--expires", metavar="UTC", help="nodes refuse it after, e.g. 2027-12-31T00:00:00Z"
+    )
     p.set_defaults(handler=new)
     p = cmds.add_parser("sign", help="add a signature to a document, in place")
     p.add_argument("document", type=Path)
@@ -77,7 +80,7 @@ def new(args: argparse.Namespace) -> int:
             fields.update(policydoc.parse(_read(args.base))[0]["policy"])
         fields.update(_overrides(args.set))
         policy = policydoc.policy_from_fields(fields)
-        body = policydoc.make_body(policy, args.version, _utc_now())
+        body = policydoc.make_body(policy, args.version, _utc_now(), args.expires)
     except (OSError, DocumentError) as e:
         return _fail(str(e), 2)
     _write(args.out, policydoc.encode({**body, "signatures": []}))

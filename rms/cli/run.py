@@ -19,6 +19,7 @@ from rms.control.server import ControlSocketError
 from rms.daemon import Daemon, DaemonError, StateDirLock, prepare_state_dir
 from rms.dht.control import routes as dht_routes
 from rms.dht.service import DhtService, VpnView, new_node_seed
+from rms.entitlement.state import PolicyFile
 from rms.entitlement.wiring import attach_accounting
 from rms.gossip.adapter import GossipService
 from rms.gossip.control import routes as broadcast_routes
@@ -49,12 +50,14 @@ def run_daemon(config: Config) -> None:
     """Run one daemon with this config, holding the state directory's lock."""
     prepare_state_dir(config.node.state_dir)
     with StateDirLock(config.node.state_dir):
-        identity = load_or_create(config.node.state_dir, new_node_seed)
-        daemon = Daemon(config, identity)
+        policy_file = PolicyFile.from_config(config)  # the signed policy, for every service
+        policy = policy_file.start()
+        identity = load_or_create(config.node.state_dir, lambda: new_node_seed(policy))
+        daemon = Daemon(config, identity, policy_file)
         audits = attach_accounting(config, identity, daemon)
         if config.vpn.enabled:
             broadcast = open_broadcast(identity, daemon)
-            vpns = VpnManager(config, identity, gossip=broadcast)
+            vpns = VpnManager(config, identity, policy=daemon.policy, gossip=broadcast)
             vpns.attach(daemon.board)
             daemon.add_service("vpn", vpns.run)
             daemon.add_routes(vpns.routes())
@@ -65,7 +68,7 @@ def run_daemon(config: Config) -> None:
 
 def open_broadcast(identity: NodeIdentity, daemon: Daemon) -> GossipService:
     """The broadcast of resource requests over the node's VPNs, as a daemon service."""
-    core = Gossip(identity, random.SystemRandom(), now=time.time())
+    core = Gossip(identity, random.SystemRandom(), daemon.policy, now=time.time())
     log = structlog.get_logger("rms.gossip")
 
     def heard(event: Delivered | AnswerReceived) -> None:
@@ -96,7 +99,7 @@ def open_dht(identity: NodeIdentity, daemon: Daemon, vpns: VpnManager) -> DhtSer
                 found.append(VpnView(m.vpn_id, str(m.address.ip), others))
         return found
 
-    service = DhtService(identity, views)
+    service = DhtService(identity, views, policy=daemon.policy)
     daemon.board.add_section("dht", service.status)
     daemon.board.add_check("dht", service.health)
     daemon.add_service("dht", service.run)

@@ -32,39 +32,48 @@ def _amount(name: str, value: object) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """What a node gives: storage offered, the part of it leased, the leased part that passes
-    audits, and CPU offered. `leased` and `audited` are None until the Volume Provider reports
-    them (docs/entitlement.md, "measurement inputs")."""
+    """What a node gives: storage offered, what the Volume Provider measures of it (the
+    capacity it really has room for, the part leased, the leased part passing audits), and
+    CPU offered. The measured figures are None until the provider reports them
+    (docs/entitlement.md, "Contribution inputs"); `audited_bytes` stays None while no audit
+    result is known."""
 
     storage_bytes: int = 0
     cpu_millicores: int = 0
     leased_bytes: int | None = None
     audited_bytes: int | None = None
+    capacity_bytes: int | None = None
 
     def __post_init__(self) -> None:
         _amount("storage_bytes", self.storage_bytes)
         _amount("cpu_millicores", self.cpu_millicores)
-        if self.leased_bytes is not None:
-            _amount("leased_bytes", self.leased_bytes)
-        if self.audited_bytes is not None:
-            _amount("audited_bytes", self.audited_bytes)
+        for name in ("leased_bytes", "audited_bytes", "capacity_bytes"):
+            value = getattr(self, name)
+            if value is not None:
+                _amount(name, value)
 
     @property
     def measured(self) -> bool:
-        """Whether the provider has reported leased and audited bytes."""
-        return self.leased_bytes is not None and self.audited_bytes is not None
+        """Whether the provider has reported what it really offers."""
+        return self.capacity_bytes is not None or self.leased_bytes is not None
 
     def verified_storage(self) -> int:
-        """Bytes that count: the unleased part of the offer, plus leased bytes passing audits.
+        """Bytes that count: the lower of the offer and the capacity the provider really has,
+        less the leased part, plus the leased bytes that pass audits.
 
-        Free offered space is available to the cloud, so it counts; leased space counts only
-        where a client's audit vouches for it. Reports larger than the offer are clamped.
+        Free room the provider really has is available to the cloud, so it counts; leased
+        space counts where audits vouch for it (all of it while no audit result is known: a
+        failing provider loses entitlement through its reputation, docs/accounting.md).
+        Reports larger than what they are part of are clamped to it.
         """
-        if self.leased_bytes is None or self.audited_bytes is None:
-            return self.storage_bytes
-        leased = min(self.leased_bytes, self.storage_bytes)
-        audited = min(self.audited_bytes, leased)
-        return self.storage_bytes - leased + audited
+        offered = self.storage_bytes
+        if self.capacity_bytes is not None:
+            offered = min(offered, self.capacity_bytes)
+        if self.leased_bytes is None:
+            return offered
+        leased = min(self.leased_bytes, offered)
+        audited = leased if self.audited_bytes is None else min(self.audited_bytes, leased)
+        return offered - leased + audited
 
 
 @dataclass(frozen=True, slots=True)

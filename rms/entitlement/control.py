@@ -4,8 +4,9 @@
 - `POST /v1/entitlement/preview` `{"storage_bytes": N, "cpu_millicores": M}` (either or
   both): what the entitlement would become, nothing applied (the web UI shows it first).
 - `POST /v1/contribution` with the same body: apply and keep the new offer.
-- `POST /v1/contribution/measured` `{"leased_bytes": N, "audited_bytes": M}`: the Volume
-  Provider's measurement of what is leased and passes its clients' audits.
+- `POST /v1/contribution/measured` `{"capacity_bytes": C, "leased_bytes": N,
+  "audited_bytes": M or null}`: the Volume Provider's measurement of the room it really has,
+  what is leased, and what passes its clients' audits (null: not known).
 - `GET /v1/policy`: the policy document in force and every value of the policy.
 Bad bodies are a 400 with the reason; nothing is applied.
 """
@@ -18,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from rms.daemon import Daemon
-from rms.entitlement.arithmetic import MAX_AMOUNT
-from rms.entitlement.service import MEASURE_KEYS, OFFER_KEYS, EntitlementService
+from rms.entitlement.arithmetic import MAX_AMOUNT, ContributionError
+from rms.entitlement.service import OFFER_KEYS, EntitlementService, measured_report
 from rms.policydoc import policy_fields
 
 MAX_BODY = 4096
@@ -65,12 +66,15 @@ def routes(service: EntitlementService) -> list[web.RouteDef]:
         return web.json_response(service.set_offer(offer))
 
     async def measured(request: web.Request) -> web.Response:
-        report = amounts(await json_body(request), MEASURE_KEYS, all_needed=True)
+        try:
+            report = measured_report(await json_body(request))
+        except ContributionError as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
         return web.json_response(service.set_measured(report))
 
     async def get_policy(request: web.Request) -> web.Response:
-        state = service.policy_file.state
-        return web.json_response({**state.as_json(), "values": policy_fields(state.policy)})
+        policy = service.policy_file
+        return web.json_response({**policy.as_json(), "values": policy_fields(policy.policy)})
 
     return [
         web.get("/v1/entitlement", get_entitlement),
@@ -82,8 +86,8 @@ def routes(service: EntitlementService) -> list[web.RouteDef]:
 
 
 def attach(service: EntitlementService, daemon: Daemon) -> None:
-    """Add the status section, the policy check, the heartbeat task and the routes."""
+    """Add the status section, the heartbeat task and the routes (the policy check is the
+    daemon's own)."""
     daemon.board.add_section("entitlement", service.snapshot)
-    daemon.board.add_check("policy", lambda: service.policy_file.state.problem)
     daemon.add_service("entitlement", service.run)
     daemon.add_routes(routes(service))

@@ -16,7 +16,7 @@ from rms.ledger.store import attach as attach_ledger
 def attach_accounting(config: Config, identity: NodeIdentity, daemon: Daemon) -> AuditService:
     """Entitlement (status, routes, heartbeats), the ledger and the audits, in the daemon."""
     state_dir = config.node.state_dir
-    entitlement = EntitlementService(config)
+    entitlement = EntitlementService(config, policy_file=daemon.policy_file)
     attach_entitlement(entitlement, daemon)
     attach_ledger(LedgerStore(state_dir, identity, load=False), daemon)
     audits = AuditService(state_dir, identity, entitlement)

@@ -87,9 +87,11 @@ def test_preview_then_change_the_contribution(node: RunningDaemon) -> None:
 
 
 def test_the_provider_feeds_its_measurement(node: RunningDaemon) -> None:
-    body = {"leased_bytes": 10 * GIB, "audited_bytes": 5 * GIB}
+    body = {"capacity_bytes": 30 * GIB, "leased_bytes": 10 * GIB, "audited_bytes": 5 * GIB}
     got = call(node, "POST", "/v1/contribution/measured", body)
     assert got["contribution"]["verified_storage_bytes"] == 15 * GIB
+    shown = node.rms("status")
+    assert "30.0 GiB room, 10.0 GiB leased" in shown.stdout
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,8 @@ def test_the_provider_feeds_its_measurement(node: RunningDaemon) -> None:
         ("/v1/contribution", [1, 2]),
         ("/v1/entitlement/preview", {"storage_bytes": "20 GiB"}),
         ("/v1/contribution/measured", {"leased_bytes": 1}),
+        ("/v1/contribution/measured", {"capacity_bytes": -1, "leased_bytes": 0}),
+        ("/v1/contribution/measured", {"capacity_bytes": 9, "leased_bytes": 1, "audited_bytes": 2}),
         ("/v1/contribution", {"storage_bytes": 1, "pad": "x" * 5000}),
     ],
 )

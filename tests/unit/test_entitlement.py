@@ -81,9 +81,45 @@ def test_provider_reports_larger_than_the_offer_are_clamped() -> None:
 
 
 def test_unmeasured_contribution_counts_the_offer() -> None:
-    c = Contribution(storage_bytes=10 * GIB, leased_bytes=5 * GIB)
+    c = Contribution(storage_bytes=10 * GIB)
     assert not c.measured
     assert c.verified_storage() == 10 * GIB
+
+
+def test_leased_bytes_count_while_no_audit_result_is_known() -> None:
+    c = Contribution(storage_bytes=10 * GIB, leased_bytes=5 * GIB)
+    assert c.measured
+    assert c.verified_storage() == 10 * GIB
+
+
+@pytest.mark.parametrize(
+    ("offer", "capacity", "leased", "audited", "verified"),
+    [
+        (20 * GIB, 2 * GIB, None, None, 2 * GIB),  # the provider has room for less than offered
+        (2 * GIB, 20 * GIB, None, None, 2 * GIB),  # more room than offered: the offer counts
+        (20 * GIB, 0, None, None, 0),  # no room at all
+        (20 * GIB, 2 * GIB, GIB, None, 2 * GIB),  # leased, audits unknown: all of it counts
+        (20 * GIB, 2 * GIB, GIB, GIB // 4, GIB + GIB // 4),  # only the audited part of leases
+        (20 * GIB, 2 * GIB, 5 * GIB, 5 * GIB, 2 * GIB),  # over-leased: clamped to the room
+        (0, 2 * GIB, GIB, GIB, 0),  # nothing offered, nothing counts
+        (MAX_AMOUNT, MAX_AMOUNT, MAX_AMOUNT, 0, 0),  # huge, all leased, none audited
+        (1, 1, 0, None, 1),  # tiny
+    ],
+)
+def test_verified_storage_is_the_lower_of_offer_and_measured_room(
+    offer: int, capacity: int, leased: int | None, audited: int | None, verified: int
+) -> None:
+    c = Contribution(
+        storage_bytes=offer, capacity_bytes=capacity, leased_bytes=leased, audited_bytes=audited
+    )
+    assert c.verified_storage() == verified
+    assert compute(c)["storage"] == verified * 2 // 5
+
+
+def test_measured_capacity_out_of_range_is_refused() -> None:
+    for bad in (-1, MAX_AMOUNT + 1, 1.5, True, "1"):
+        with pytest.raises(ContributionError):
+            Contribution(storage_bytes=1, capacity_bytes=bad)  # type: ignore[arg-type]
 
 
 def test_availability_scales_linearly_and_zero_availability_gives_nothing() -> None:

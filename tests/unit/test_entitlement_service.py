@@ -10,7 +10,8 @@ import pytest
 
 from rms import policydoc
 from rms.config import Config, ConfigError, ContributionSection, NodeSection, PolicySection
-from rms.entitlement.service import EntitlementService
+from rms.entitlement.arithmetic import ContributionError
+from rms.entitlement.service import EntitlementService, measured_report
 from rms.identity import NodeIdentity
 from rms.policy import DEFAULT
 
@@ -81,6 +82,7 @@ def test_a_changed_offer_survives_a_restart_and_a_preview_changes_nothing(
     assert again.snapshot()["contribution"] | {"source": "x"} == {
         "storage_bytes": 50 * GIB, "cpu_millicores": 2000, "leased_bytes": None,
         "audited_bytes": None, "verified_storage_bytes": 50 * GIB, "source": "x",
+        "capacity_bytes": None, "measured_at": None,
     }  # fmt: skip
     assert again.source == "changed"
 
@@ -89,11 +91,61 @@ def test_a_measurement_without_a_changed_offer_keeps_following_the_config(
     tmp_path: Path,
 ) -> None:
     service = EntitlementService(config(tmp_path), Clock())
-    service.set_measured({"leased_bytes": 10 * GIB, "audited_bytes": 5 * GIB})
+    report = {"capacity_bytes": 40 * GIB, "leased_bytes": 10 * GIB, "audited_bytes": 5 * GIB}
+    service.set_measured(measured_report(report))
     again = EntitlementService(config(tmp_path, storage="30 GiB"), Clock())
     c = again.snapshot()["contribution"]
-    assert c["storage_bytes"] == 30 * GIB
+    assert c["storage_bytes"] == 30 * GIB and c["capacity_bytes"] == 40 * GIB
     assert c["verified_storage_bytes"] == 25 * GIB
+    assert c["measured_at"] == 1_000_000.0
+
+
+def test_the_entitlement_follows_the_measured_contribution(tmp_path: Path) -> None:
+    clock = Clock()
+    service = EntitlementService(config(tmp_path), clock)  # offers 20 GiB, new: x 2/5 x 1/2
+    service.beat()
+    assert service.snapshot()["entitlement"]["storage_bytes"] == 4 * GIB
+    report = {"capacity_bytes": 5 * GIB, "leased_bytes": 0, "audited_bytes": None}
+    snap = service.set_measured(measured_report(report))
+    assert snap["contribution"]["verified_storage_bytes"] == 5 * GIB
+    assert snap["entitlement"]["storage_bytes"] == GIB
+    report = {"capacity_bytes": 5 * GIB, "leased_bytes": 4 * GIB, "audited_bytes": 2 * GIB}
+    snap = service.set_measured(measured_report(report))
+    assert snap["entitlement"]["storage_bytes"] == 3 * GIB * 2 // 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "x",
+        None,
+        {},
+        {"leased_bytes": 1},  # no capacity
+        {"capacity_bytes": 1},  # no leased
+        {"capacity_bytes": 1, "leased_bytes": 1, "extra": 1},
+        {"capacity_bytes": -1, "leased_bytes": 0},
+        {"capacity_bytes": 1, "leased_bytes": -5},
+        {"capacity_bytes": 2**63, "leased_bytes": 0},
+        {"capacity_bytes": 10**40, "leased_bytes": 0},
+        {"capacity_bytes": 1.5, "leased_bytes": 0},
+        {"capacity_bytes": True, "leased_bytes": 0},
+        {"capacity_bytes": "1", "leased_bytes": 0},
+        {"capacity_bytes": None, "leased_bytes": 0},
+        {"capacity_bytes": 10, "leased_bytes": 5, "audited_bytes": 6},  # audits vouch for more
+        {"capacity_bytes": 10, "leased_bytes": 5, "audited_bytes": -1},
+        {"capacity_bytes": 10, "leased_bytes": 5, "audited_bytes": [5]},
+        {"k" * 10000: 1},
+    ],
+)
+def test_bad_measured_reports_are_refused(body: object) -> None:
+    with pytest.raises(ContributionError):
+        measured_report(body)
+
+
+def test_a_measured_report_may_leave_audits_out() -> None:
+    got = measured_report({"capacity_bytes": 10, "leased_bytes": 5})
+    assert got == {"capacity_bytes": 10, "leased_bytes": 5, "audited_bytes": None}
 
 
 @pytest.mark.parametrize("name", ["uptime.json", "contribution.json"])
@@ -145,12 +197,19 @@ def test_without_trusted_keys_a_document_is_ignored_with_a_problem(tmp_path: Pat
     assert state.version is None and "no trusted policy keys" in str(state.problem)
 
 
-def test_a_new_document_is_picked_up_on_refresh(tmp_path: Path) -> None:
+def test_a_new_document_is_kept_on_refresh_and_applied_at_the_next_start(
+    tmp_path: Path,
+) -> None:
     service = EntitlementService(config(tmp_path), Clock())
     assert service.policy_file.state.version is None
     (tmp_path / "policy.json").write_bytes(signed(9, entitlement_ratio=0.5))
     assert service.policy_file.refresh().version == 9
-    assert service.policy.entitlement_ratio == 0.5
+    assert service.policy.entitlement_ratio == 0.4  # the daemon runs with what it started with
+    assert "restart rms to apply it" in str(service.policy_file.problem())
+    shown = service.snapshot()["policy"]
+    assert shown["version"] is None and shown["accepted"] == 9
+    again = EntitlementService(config(tmp_path), Clock())
+    assert again.policy.entitlement_ratio == 0.5 and again.policy_file.problem() is None
 
 
 @pytest.mark.parametrize(
