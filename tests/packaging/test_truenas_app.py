@@ -20,7 +20,6 @@ from rms.config import Config
 from rms.tomlconfig import build
 from tests.packaging.openwrt_support import ROOT
 from volume_provider.config import parse_config
-from volume_provider.target.truenas_rpc import load_settings
 
 APP = ROOT / "truenas" / "truecloud"
 TEST_VALUES = sorted((APP / "templates" / "test_values").glob("*.yaml"))
@@ -109,13 +108,32 @@ def test_the_embedded_configs_are_ones_the_daemons_accept(path: Path, tmp_path: 
     provider = parse_config(tomllib.loads(configs["provider-config"]["content"]))
     assert provider.provider.capacity_mib == values["provider"]["capacity_gib"] * 1024
     assert provider.rms.socket == rms.control.socket
-    (tmp_path / "truenas.toml").write_text(configs["provider-truenas"]["content"])
-    settings = load_settings(tmp_path / "truenas.toml")
+    # The provider runs no tgtd on TrueNAS: its volumes are zvols exported by the middleware.
+    assert provider.target.backend == "truenas"
+    settings = provider.truenas
     assert settings.parent_dataset == values["provider"]["parent_dataset"]
+    assert (settings.url, settings.ca_file) == (values["provider"]["middleware_url"], "")
+    assert settings.basename == values["provider"]["iscsi_basename"]
     vp = render(values)["services"]["volume-provider"]
     key_mount = next(c for c in vp["configs"] if c["source"] == "truenas-api-key")
     assert (key_mount["target"], key_mount["mode"]) == (str(settings.api_key_file), 0o400)
     assert configs["truenas-api-key"]["content"] == values["provider"]["api_key"]
+    assert "truenas-ca" not in configs
+    # Leases live on the mounted storage, so a restarted container keeps its volumes.
+    data = next(v for v in vp["volumes"] if v["target"] == str(provider.provider.data_dir))
+    assert provider.provider.lease_file.parent == Path(data["target"])
+
+
+def test_a_ca_certificate_is_mounted_and_named_in_the_provider_config() -> None:
+    values = values_of(APP / "templates/test_values/provider-values.yaml")
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    values["provider"]["middleware_ca"] = pem
+    compose = render(values)
+    provider = parse_config(tomllib.loads(compose["configs"]["provider-config"]["content"]))
+    assert compose["configs"]["truenas-ca"]["content"] == pem
+    vp = compose["services"]["volume-provider"]
+    mount = next(c for c in vp["configs"] if c["source"] == "truenas-ca")
+    assert (mount["target"], mount["mode"]) == (provider.truenas.ca_file, 0o444)
 
 
 def test_hostile_values_stay_values() -> None:
@@ -127,10 +145,13 @@ def test_hostile_values_stay_values() -> None:
     rms = build(Config, tomllib.loads(compose["configs"]["rms-config"]["content"]), source="app")
     assert rms.vpn.location == sneaky
     assert str(rms.control.socket) == "/run/rms/control.sock"
-    truenas = tomllib.loads(compose["configs"]["provider-truenas"]["content"])
-    assert truenas == {"truenas": {"url": "wss://127.0.0.1/api/current",
+    provider = tomllib.loads(compose["configs"]["provider-config"]["content"])
+    assert provider["truenas"] == {"url": "wss://127.0.0.1/api/current",
                                    "api_key_file": "/run/secrets/truenas-api-key",
-                                   "parent_dataset": 'tank/a"\nextra: yes'}}  # fmt: skip
+                                   "ca_file": "",
+                                   "parent_dataset": 'tank/a"\nextra: yes',
+                                   "basename": "iqn.2005-10.org.freenas.ctl"}  # fmt: skip
+    assert provider["target"] == {"backend": "truenas"}
 
 
 def test_a_missing_answer_fails_the_render_clearly() -> None:
