@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from rms import __version__
+from rms import __version__, servicecli
 from rms.cli import broadcast as broadcast_cmd
 from rms.cli import contribute as contribute_cmd
 from rms.cli import dht as dht_cmd
@@ -17,10 +16,6 @@ from rms.cli import ui as ui_cmd
 from rms.cli import update as update_cmd
 from rms.cli import vpn as vpn_cmd
 from rms.lab import cli as lab_cmd
-
-EXIT_OK = 0
-EXIT_UNHEALTHY = 1
-EXIT_MISUSE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +40,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rms` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_usage(sys.stderr)
-        return EXIT_MISUSE
-    code: int = handler(args)
-    return code
+    return servicecli.run(build_parser(), argv)
