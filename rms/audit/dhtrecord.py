@@ -116,6 +116,12 @@ class AuditInbox:
         self.taken += len(found)
         return found
 
+    def seen(self, report: rep.AuditReport) -> None:
+        """A report this node already holds (its history on start): not new when read back."""
+        slot = (report.auditor, report.provider, report.lease)
+        if report.round > self._rounds.get(slot, (-1, 0))[0] and len(self._rounds) < MAX_REMEMBERED:
+            self._rounds[slot] = (report.round, report.at)
+
     def _new(self, report: rep.AuditReport, now: float) -> bool:
         slot = (report.auditor, report.provider, report.lease)
         held = self._rounds.get(slot)

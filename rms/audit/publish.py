@@ -47,6 +47,8 @@ class AuditPublisher:
     ) -> None:
         self.audits, self.dht, self.identity, self._clock = audits, dht, identity, clock
         self.inbox = AuditInbox(identity.public_key)
+        for held in audits.history:  # kept across restarts: not new when read back
+            self.inbox.seen(held)
         self.watch = Watchlist(identity.public_key)
         self.counters: Counter[str] = Counter()
         self._published: dict[bytes, tuple[int, int]] = {}  # provider -> (seq, report at)
