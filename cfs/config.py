@@ -23,6 +23,7 @@ renew_margin_s = 60.0      # renew a lease this long before it expires
 retry_s = 2.0              # first back-off of a failed step (doubles up to max_retry_s)
 max_retry_s = 60.0
 offer_wait_s = 5.0         # how long to collect offers after a broadcast
+hot_spare = false          # keep a ninth volume attached, taken at once on a loss
 
 [rms]
 socket = "/run/rms/control.sock"
@@ -122,6 +123,7 @@ class HealingSection:
     retry_s: float = 2.0
     max_retry_s: float = 60.0
     offer_wait_s: float = 5.0
+    hot_spare: bool = False
 
     def __post_init__(self) -> None:
         for name in ("poll_s", "renew_margin_s", "retry_s", "max_retry_s", "offer_wait_s"):

@@ -44,6 +44,7 @@ from cfs.actions import (
 )
 from cfs.lease import Lease
 from cfs.placement import Candidate
+from cfs.spare import SPARE, Spare, SpareState
 from cfs.zfs.status import PoolStatus
 
 PARITY = 3
@@ -89,6 +90,7 @@ class Policy:
     retry_s: float = 2.0
     max_retry_s: float = 60.0
     poll_s: float = 2.0  # how often the adapter reads `zpool status`
+    hot_spare: bool = False  # keep a ninth volume attached, used at once on a loss
 
 
 class Healer:
@@ -103,6 +105,7 @@ class Healer:
         self._renew_at = {s.lease.lease_id: self._due(s.lease) for s in self.slots}
         self.scan = ""
         self.resilver_percent: float | None = None
+        self.spare = Spare(self.policy.hot_spare)
 
     # -- observations -------------------------------------------------------------------
 
@@ -136,6 +139,10 @@ class Healer:
 
     def obtained(self, slot: int, lease: Lease, now: float) -> list[Action]:
         """The service claimed a replacement volume for the slot."""
+        if slot == SPARE:
+            self._renew_at[lease.lease_id] = self._due(lease)
+            self._note(now, f"spare: got volume {lease.lease_id} from {_short(lease)}")
+            return self.spare.obtained(lease)
         s = self.slots[slot]
         if s.state is not SlotState.OBTAINING:
             return [Release(lease, "not needed any more")]
@@ -146,6 +153,10 @@ class Healer:
 
     def attached(self, slot: int, lease_id: str, device: str, now: float) -> list[Action]:
         """The service logged in to a lease of the slot (its own again, or the new one)."""
+        if slot == SPARE:
+            if self.spare.attached(lease_id, device):
+                self._note(now, f"spare: ready at {device}")
+            return []
         s = self.slots[slot]
         if s.state is SlotState.REATTACHING and lease_id == s.lease.lease_id:
             s.device, s.state, s.reattached = device, SlotState.ONLINE, True
@@ -167,6 +178,11 @@ class Healer:
 
     def failed(self, slot: int, step: str, reason: str, now: float) -> list[Action]:
         """A step of the slot's healing failed; back off, then go on (or around it)."""
+        if slot == SPARE:
+            self._note(now, f"spare: {step} failed: {reason}")
+            if self.spare.lease is not None:
+                self._forget(self.spare.lease.lease_id)
+            return self.spare.failed(now, self.policy.retry_s, self.policy.max_retry_s)
         s = self.slots[slot]
         self._note(now, f"slot {slot}: {step} failed: {reason}")
         if s.state is SlotState.ABANDONING:
@@ -181,7 +197,7 @@ class Healer:
             self._forget(s.new_lease.lease_id)
             s.new_lease, s.new_device = None, ""
         if s.state is SlotState.REATTACHING and self._may_replace():
-            return actions + self._obtain(slot)
+            return actions + self._obtain(slot, now)
         s.state = SlotState.WAITING
         s.retry_at = now + self._back_off(s)
         return actions
@@ -202,6 +218,8 @@ class Healer:
                 s.lease = lease
             elif s.new_lease and s.new_lease.lease_id == lease.lease_id:
                 s.new_lease = lease
+        if self.spare.lease is not None and self.spare.lease.lease_id == lease.lease_id:
+            self.spare.lease = lease
         if lease.lease_id in self._renew_at:
             self._renew_at[lease.lease_id] = self._due(lease)
         return []
@@ -225,10 +243,16 @@ class Healer:
             if s.state is SlotState.ONLINE and s.lease.expires_at <= now:
                 actions += self._lose(i, "lease expired", now, reattach=False)
             elif s.state is SlotState.WAITING and s.retry_at <= now:
-                actions += self._retry(i)
+                actions += self._retry(i, now)
             elif s.state is SlotState.ABANDONING and s.retry_at <= now:
                 s.retry_at = float("inf")  # until the detach reports back
                 actions.append(Detach(i, s.new_device))
+        if self.spare.due(now, self.lost() == 0):
+            self.spare.state = SpareState.OBTAINING
+            actions.append(Obtain(SPARE, self.keep(SPARE), tuple(sorted(self.spare.avoid))))
+        if self.spare.lease is not None and self.spare.lease.expires_at <= now:
+            self._forget(self.spare.lease.lease_id)
+            actions += self.spare.expired(now)
         return actions + self.renewals(now)
 
     def renewals(self, now: float) -> list[Action]:
@@ -246,6 +270,8 @@ class Healer:
         """When handle_timer next has something to do."""
         waiting = (SlotState.WAITING, SlotState.ABANDONING)
         times = [s.retry_at for s in self.slots if s.state in waiting and s.retry_at < 1e300]
+        if self.spare.wanted and self.spare.state is SpareState.NONE:
+            times.append(self.spare.retry_at)
         times += [s.lease.expires_at for s in self.slots if s.state is SlotState.ONLINE]
         times += [
             self._renew_at.get(le.lease_id, self._due(le))
@@ -274,7 +300,11 @@ class Healer:
                     "device": s.new_device,
                 }
             volumes.append(row)
-        return {"volumes": volumes, "healing": list(self.history), "lost": self.lost()}
+        out = {"volumes": volumes, "healing": list(self.history), "lost": self.lost()}
+        spare = self.spare.row(now)
+        if spare is not None:
+            out["spare"] = spare
+        return out
 
     def lost(self) -> int:
         """How many slots are not online."""
@@ -291,14 +321,14 @@ class Healer:
             return [Reattach(slot, s.lease)]
         s.reattached = False
         if self._may_replace():
-            return self._obtain(slot)
+            return self._obtain(slot, now)
         s.state, s.retry_at = SlotState.WAITING, now + self.policy.retry_s
         return []
 
-    def _retry(self, slot: int) -> list[Action]:
+    def _retry(self, slot: int, now: float) -> list[Action]:
         s = self.slots[slot]
         if self._may_replace():
-            return self._obtain(slot)
+            return self._obtain(slot, now)
         s.state = SlotState.REATTACHING
         return [Reattach(slot, s.lease)]
 
@@ -306,16 +336,28 @@ class Healer:
         """Whether the pool can rebuild a volume: no more than PARITY slots are lost."""
         return self.lost() <= PARITY
 
-    def _obtain(self, slot: int) -> list[Action]:
+    def _obtain(self, slot: int, now: float) -> list[Action]:
         s = self.slots[slot]
+        others = self.keep(slot, with_spare=False)
+        taken = self.spare.take(
+            lambda c: c.provider not in s.avoid and not any(c.clashes(k) for k in others)
+        )
+        if taken is not None:
+            s.new_lease, s.new_device = taken
+            s.state = SlotState.REPLACING
+            self._note(now, f"slot {slot}: the hot spare {_short(taken[0])} steps in")
+            return [Replace(slot, s.device, s.new_device)]
         s.state = SlotState.OBTAINING
         return [Obtain(slot, self.keep(slot), tuple(sorted(s.avoid)))]
 
-    def keep(self, slot: int) -> tuple[Candidate, ...]:
+    def keep(self, slot: int, *, with_spare: bool = True) -> tuple[Candidate, ...]:
         """The providers a replacement for slot must differ from, as of now: the other
-        slots' and every replacement already obtained (several slots may heal at once)."""
+        slots', every replacement already obtained (several slots may heal at once) and
+        the hot spare's (the pool and its spare stay distinct)."""
         keep = tuple(o.lease.provider for j, o in enumerate(self.slots) if j != slot)
-        return keep + tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
+        keep += tuple(o.new_lease.provider for o in self.slots if o.new_lease is not None)
+        spare = self.spare.lease
+        return keep + ((spare.provider,) if spare is not None and with_spare else ())
 
     def _follow_resilver(
         self, slot: int, status: PoolStatus, resilvering: bool, now: float
@@ -361,7 +403,7 @@ class Healer:
         s.new_lease, s.new_device = None, ""
         self._note(now, f"slot {slot}: {why}")
         if self._may_replace():
-            return actions + self._obtain(slot)
+            return actions + self._obtain(slot, now)
         s.state, s.retry_at = SlotState.WAITING, now + self._back_off(s)
         return actions
 
@@ -385,7 +427,12 @@ class Healer:
 
     def _leases(self) -> list[Lease]:
         held = [s.lease for s in self.slots]
-        return held + [s.new_lease for s in self.slots if s.new_lease is not None]
+        held += [s.new_lease for s in self.slots if s.new_lease is not None]
+        return held + ([self.spare.lease] if self.spare.lease is not None else [])
+
+    def held(self) -> list[Lease]:
+        """Every lease the pool holds: the slots', their replacements' and the spare's."""
+        return self._leases()
 
     def _forget(self, lease_id: str) -> None:
         self._renew_at.pop(lease_id, None)

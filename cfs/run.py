@@ -72,7 +72,7 @@ async def serve(config: CfsConfig) -> None:
         source=source,
         attacher=Attacher(wireguard, _initiator(config)),
         zfs=ZfsCli(),
-        policy=Policy(h.renew_margin_s, h.retry_s, h.max_retry_s, h.poll_s),
+        policy=Policy(h.renew_margin_s, h.retry_s, h.max_retry_s, h.poll_s, h.hot_spare),
         reach=source.check_reach,
         audit=ScrubAuditor(control, identity.public_key).run,
     )

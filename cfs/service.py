@@ -387,10 +387,8 @@ class Cfs:
         except ZfsError as e:
             log.warning("cfs.export_failed", pool=self.spec.name, reason=str(e))
         if self.healer is not None:
-            for s in self.healer.slots:
-                for lease in (s.lease, s.new_lease):
-                    if lease is not None:
-                        await self.attacher.detach(lease)
+            for lease in self.healer.held():  # the spare's too
+                await self.attacher.detach(lease)
         log.info("cfs.stopped", pool=self.spec.name)
 
     def snapshot(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ CORES = [
     *(f"rms/ledger/{m}.py" for m in ("__init__", "canonical", "receipt", "chain")),
     *(f"rms/audit/{m}.py" for m in ("__init__", "report", "reputation", "dhtrecord")),
     *(f"cfs/{m}.py" for m in ("placement", "lease", "actions", "healing", "status", "scrub")),
-    *(f"cfs/{m}.py" for m in ("leasefile", "grantrecord")),  # issue 5: the saved leases
+    *(f"cfs/{m}.py" for m in ("leasefile", "grantrecord", "spare")),  # issue 5
     "cfs/zfs/status.py",
     "rms/update/__init__.py",
     "rms/update/roles.py",  # the component library's TUF metadata, `now` as an argument
