@@ -31,17 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cfs.actions import (
-    Action,
-    Attach,
-    Detach,
-    Obtain,
-    Online,
-    Reattach,
-    Release,
-    Renew,
-    Replace,
-)
+from cfs.actions import Action, Attach, Detach, Obtain, Online, Reattach, Release, Renew, Replace
 from cfs.lease import Lease
 from cfs.placement import Candidate
 from cfs.spare import SPARE, Spare, SpareState

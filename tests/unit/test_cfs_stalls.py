@@ -15,17 +15,25 @@ from structlog.testing import capture_logs
 
 from cfs import service
 from cfs.healing import SlotState
+from cfs.service import Cfs
 from cfs.zfs.status import PoolStatus, ZfsTimeout
-from tests.unit.test_cfs_service import make
+from tests.unit.test_cfs_service import FakePool, FakeSource, make
 
 
-async def test_a_hung_replace_is_retried_and_shown_in_the_status() -> None:
+async def lost_one(slot: int) -> tuple[Cfs, FakeSource, FakePool]:
+    """A built pool whose slot's provider died and whose device zfs calls UNAVAIL."""
     cfs, src, _, pool, _ = make()
     await cfs.build()
     assert cfs.healer is not None
-    lost, device = cfs.healer.slots[2].lease, cfs.healer.slots[2].device
-    src.dead.add(lost.provider.provider)
-    pool.devices[device] = "UNAVAIL"
+    lost = cfs.healer.slots[slot]
+    src.dead.add(lost.lease.provider.provider)
+    pool.devices[lost.device] = "UNAVAIL"
+    return cfs, src, pool
+
+
+async def test_a_hung_replace_is_retried_and_shown_in_the_status() -> None:
+    cfs, src, pool = await lost_one(2)
+    assert cfs.healer is not None
     calls = 0
 
     async def hung(name: str, old: str, new: Path) -> None:
@@ -52,13 +60,9 @@ async def test_a_hung_replace_is_retried_and_shown_in_the_status() -> None:
 async def test_an_action_that_hangs_is_cut_and_the_loop_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cfs, src, _, pool, _ = make()
-    await cfs.build()
+    cfs, _, pool = await lost_one(1)
     assert cfs.healer is not None
     monkeypatch.setattr(service, "ACTION_TIMEOUT_S", 0.05)
-    lost, device = cfs.healer.slots[1].lease, cfs.healer.slots[1].device
-    src.dead.add(lost.provider.provider)
-    pool.devices[device] = "UNAVAIL"
 
     async def forever(name: str, device: str) -> None:
         await asyncio.Event().wait()
@@ -101,12 +105,7 @@ async def test_four_lost_say_the_pool_is_suspended_and_replace_nothing() -> None
 
 
 async def test_leases_are_renewed_while_a_step_waits_on_a_long_replace() -> None:
-    cfs, src, _, pool, _ = make()
-    await cfs.build()
-    assert cfs.healer is not None
-    lost = cfs.healer.slots[0]
-    src.dead.add(lost.lease.provider.provider)
-    pool.devices[lost.device] = "UNAVAIL"
+    cfs, src, pool = await lost_one(0)
     waiting, go_on = asyncio.Event(), asyncio.Event()
 
     async def long(name: str, old: str, new: Path) -> None:
