@@ -153,6 +153,9 @@ def render_pool(value: Any) -> list[str]:
         if isinstance(v, dict):
             state = f"{v.get('zfs_state', '?')} {v.get('state', '?')}"
             lines.append(f"  {v.get('slot', '?')}  {str(v.get('provider', '?'))[:16]}  {state}")
+    spare = value.get("spare")
+    if isinstance(spare, dict):
+        lines.append(f"  spare  {str(spare.get('provider', '-'))[:16]}  {spare.get('state', '?')}")
     lines += [f"  healing: {h}" for h in value.get("healing", [])[-3:]]
     if value.get("problem"):
         lines.append(f"  problem: {value['problem']}")

@@ -9,6 +9,7 @@ from cfs.attach import Attacher
 from cfs.healing import Healer, Policy, SlotState
 from cfs.service import Cfs, PoolSpec
 from cfs.spare import SPARE, SpareState
+from rms.cli.status import render_pool
 from rms.wg.fake import FakeDriver
 from rms.wg.manager import WireGuard
 from tests.unit.cfs_support import GIB, POOL, candidate, device, lease, status
@@ -133,3 +134,12 @@ async def test_the_service_keeps_a_spare_and_heals_with_it_without_new_offers() 
     assert cfs.healer.slots[4].lease == spare and cfs.healer.lost() == 0
     await cfs.shutdown()
     assert not wg.interfaces
+
+
+def test_rms_status_shows_the_spare_and_a_suspended_pool() -> None:
+    h = healer()
+    with_spare(h)
+    section = {"name": POOL, "state": "ONLINE", **h.snapshot(NOW), "problem": "4 of 8 lost"}
+    text = "\n".join(render_pool(section))
+    assert f"spare  {candidate(9).provider[:16]}  ready" in text
+    assert "problem: 4 of 8 lost" in text
