@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Build the True Cloud Debian package (Architecture: all) from this checkout.
 #
-#   packaging/build-deb.sh [--out DIR] [--release N]
+#   packaging/build-deb.sh --library-root ROOT.json [--out DIR] [--release N]
+#
+# ROOT.json is the component library's root metadata (root v1 as `rms-repo` published it,
+# REPO/metadata/1.root.json): the package ships it as /usr/share/rms/library-root.json, the
+# one trust anchor `rms update` starts from (docs/updates.md). It may also be given as
+# $TRUECLOUD_LIBRARY_ROOT. The build checks it with `rms-repo check-root` and stops without it.
 #
 # The project's Python packages go to /usr/lib/truecloud with the pure-Python wheels Debian 12
 # lacks (packaging/debian/vendor.txt); every other Python dependency becomes a Depends on the
@@ -16,9 +21,10 @@ release=1
 package=truecloud
 libdir=usr/lib/truecloud
 debian_python=3.11  # Debian 12's python3
+library_root=${TRUECLOUD_LIBRARY_ROOT:-}
 
 usage() {
-    echo "usage: packaging/build-deb.sh [--out DIR] [--release N]" >&2
+    echo "usage: packaging/build-deb.sh --library-root ROOT.json [--out DIR] [--release N]" >&2
     exit 2
 }
 
@@ -26,10 +32,18 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
         --release) [ $# -ge 2 ] || usage; release=$2; shift 2 ;;
+        --library-root) [ $# -ge 2 ] || usage; library_root=$2; shift 2 ;;
         *) usage ;;
     esac
 done
 [[ "$release" =~ ^[0-9]+$ ]] || { echo "build-deb.sh: --release must be a number" >&2; exit 2; }
+if [ -z "$library_root" ]; then
+    echo "build-deb.sh: name the component library's root metadata with --library-root" \
+        "(or TRUECLOUD_LIBRARY_ROOT): the package ships it as the trust anchor of rms update;" \
+        "the library's key holders publish it as REPO/metadata/1.root.json (docs/updates.md)" >&2
+    exit 2
+fi
+[ -f "$library_root" ] || { echo "build-deb.sh: no such file: $library_root" >&2; exit 2; }
 
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$top/.venv/bin/python" ]; then PYTHON="$top/.venv/bin/python"; else PYTHON=python3; fi
@@ -143,6 +157,18 @@ EOF
     done
 }
 
+# The library's root, checked by the project's own tool before it becomes the trust anchor.
+install_library_root() {
+    local said
+    if ! said=$(PYTHONPATH="$top" "$PYTHON" -m rms.update.repo check-root "$library_root" 2>&1)
+    then
+        echo "build-deb.sh: $said" >&2
+        exit 1
+    fi
+    echo "build-deb.sh: ships $said" >&2
+    install -D -m 0644 "$library_root" "$stage/usr/share/rms/library-root.json"
+}
+
 install_system_files() {
     local unit doc="$stage/usr/share/doc/$package"
     mkdir -p "$stage/lib/systemd/system" "$stage/usr/lib/tmpfiles.d" "$doc"
@@ -187,7 +213,8 @@ main() {
     local upstream version deb depends
     upstream=$(project_field version)
     version="$upstream-$release"
-    depends=$(debian_depends)  # first: an unmapped dependency stops the build at once
+    install_library_root  # first: a bad root or an unmapped dependency stops the build at once
+    depends=$(debian_depends)
     install_python
     install_scripts
     install_system_files

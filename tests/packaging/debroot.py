@@ -15,7 +15,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from tests.update_support import Repo, make_repo
 
 CACHE_DIR = Path(os.environ.get("TRUECLOUD_TEST_CACHE", "/var/cache/truecloud-test"))
 SUITE = "bookworm"
@@ -54,9 +57,20 @@ def run(cmd: Sequence[str | Path], timeout: float = 600, check: bool = True) -> 
     return done.stdout
 
 
-def build_deb(out: Path, release: int = 1) -> Path:
-    """Build the package with packaging/build-deb.sh; the path of the .deb."""
-    printed = run(["nice", BUILD_DEB, "--out", out, "--release", str(release)], timeout=900)
+def signed_library(base: Path) -> Repo:
+    """A published component library of the tests' own (keys under `base`): the root a test
+    build ships, and a repository to update from."""
+    return make_repo(base, datetime.now(UTC))
+
+
+def build_deb(out: Path, release: int = 1, library_root: Path | None = None) -> Path:
+    """Build the package with packaging/build-deb.sh; the path of the .deb. It ships
+    `library_root`, or the root of a fresh test library made beside `out`."""
+    root = library_root or signed_library(out.parent / f"{out.name}-library").trusted_root
+    printed = run(
+        ["nice", BUILD_DEB, "--out", out, "--release", str(release), "--library-root", root],
+        timeout=900,
+    )
     deb = Path(printed.strip().splitlines()[-1])
     assert deb.is_file(), f"build-deb.sh printed {printed!r}"
     return deb

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.debroot import Chroot, build_deb, chroot, leftovers, run
+from tests.packaging.debroot import Chroot, build_deb, chroot, leftovers, run, signed_library
+from tests.update_support import Repo
 
 pytestmark = [
     pytest.mark.packaging,
@@ -38,6 +39,7 @@ class Installed:
     box: Chroot
     upgrade: Path
     before: set[str]
+    library: Repo  # whose root the package ships
 
 
 def apt_install(box: Chroot, deb: Path) -> str:
@@ -52,8 +54,9 @@ def apt_install(box: Chroot, deb: Path) -> str:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     work = tmp_path_factory.mktemp("deb")
-    first = build_deb(work / "dist1", release=1)
-    second = build_deb(work / "dist2", release=2)
+    library = signed_library(work / "library")
+    first = build_deb(work / "dist1", release=1, library_root=library.trusted_root)
+    second = build_deb(work / "dist2", release=2, library_root=library.trusted_root)
     depends = run(["dpkg-deb", "-f", first, "Depends"]).strip()
     with chroot(work) as box:
         box.sh("apt-get update -q", timeout=300)
@@ -62,7 +65,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         box.sh(f"apt-get satisfy -y -q --no-install-recommends '{depends}, systemd'", timeout=900)
         before = box.snapshot()
         apt_install(box, first)
-        yield Installed(box, second, before)
+        yield Installed(box, second, before, library)
 
 
 def test_the_package_is_installed_with_its_version(installed: Installed) -> None:
@@ -173,6 +176,40 @@ def test_the_agent_runs_with_debians_libraries_as_rms_with_net_admin_only(
         _, err = agent.communicate(timeout=30)
     assert agent.returncode == 0, err
     assert not (box.root / "run/rms/control.sock").exists()
+
+
+def update_check(box: Chroot, library: Repo) -> subprocess.CompletedProcess[str]:
+    """`rms update check --json` in the root, reading a copy of `library` from a directory
+    (as from a USB stick); the config names no trusted root, so the shipped one is used."""
+    served = box.root / "srv" / "library"
+    for part in ("metadata", "targets"):
+        shutil.copytree(library.path / part, served / part)
+    (box.root / "etc" / "rms").mkdir(exist_ok=True)
+    (box.root / "etc/rms/rms.toml").write_text('[update]\ndirectory = "/srv/library"\n')
+    try:
+        return box.rc("rms update check --json")
+    finally:
+        shutil.rmtree(served)
+        (box.root / "etc/rms/rms.toml").unlink()
+        shutil.rmtree(box.root / "var/lib/rms/library", ignore_errors=True)
+
+
+def test_rms_update_trusts_the_shipped_library_root_by_default(installed: Installed) -> None:
+    shipped = installed.box.root / "usr/share/rms/library-root.json"
+    assert shipped.read_bytes() == installed.library.trusted_root.read_bytes()
+    done = update_check(installed.box, installed.library)
+    assert done.returncode == 0, done.stderr
+    names = {t["name"] for t in json.loads(done.stdout)}
+    assert names == {"rms_0.1.0_all.deb", "policy/policy.json"}
+
+
+def test_rms_update_refuses_a_library_signed_by_other_keys(
+    installed: Installed, tmp_path: Path
+) -> None:
+    other = signed_library(tmp_path / "other")
+    done = update_check(installed.box, other)
+    assert done.returncode == 1
+    assert "refused" in done.stderr and "signatures" in done.stderr, done.stderr
 
 
 def ours_left(path: Path) -> bool:

@@ -4,6 +4,8 @@ and build-deb.sh refusing bad inputs. Fast (one build of about 10-40 s, shared b
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import shutil
 import subprocess
 import tomllib
@@ -11,15 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.debroot import BUILD_DEB, TOP, build_deb, run
+from rms.config import UpdateSection
+from tests.packaging.debroot import BUILD_DEB, TOP, build_deb, run, signed_library
+from tests.update_support import Repo
 
 DEB_DIR = TOP / "packaging" / "debian"
 PROJECT = tomllib.loads((TOP / "pyproject.toml").read_text())["project"]
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_deb(tmp_path_factory.mktemp("dist"))
+def library(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return signed_library(tmp_path_factory.mktemp("library"))
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory, library: Repo) -> Path:
+    return build_deb(tmp_path_factory.mktemp("dist"), library_root=library.trusted_root)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +97,7 @@ def test_file_list_has_units_tmpfiles_and_docs(files: list[str]) -> None:
     assert "/usr/lib/tmpfiles.d/truecloud.conf" in files
     assert "/usr/share/doc/truecloud/copyright" in files
     assert "/usr/share/doc/truecloud/install.md" in files
+    assert "/usr/share/rms/library-root.json" in files
     # Nothing in /etc: config is optional, so purge has no conffile to forget.
     assert not [f for f in files if f.startswith("/etc/")]
 
@@ -149,21 +159,93 @@ def copy_tree(dest: Path) -> Path:
     return dest / "packaging" / "build-deb.sh"
 
 
-def build_result(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def build_result(
+    script: Path, *args: str, root: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    rooted = ["--library-root", str(root)] if root else []
+    # The copy has no .venv: the build's Python is this checkout's (it checks the root).
+    env = {**(env or os.environ), "PYTHON": str(TOP / ".venv" / "bin" / "python")}
     return subprocess.run(
-        [str(script), "--out", str(script.parent / "out"), *args],
+        [str(script), "--out", str(script.parent / "out"), *rooted, *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
+        env=env,
     )
 
 
+def test_the_package_ships_the_library_root_rms_update_reads_by_default(
+    deb: Path, library: Repo, tmp_path: Path
+) -> None:
+    run(["dpkg-deb", "-x", deb, tmp_path])
+    shipped = tmp_path / "usr/share/rms/library-root.json"
+    assert shipped.read_bytes() == library.trusted_root.read_bytes()
+    assert shipped.stat().st_mode & 0o777 == 0o644
+    assert str(UpdateSection().trusted_root) == "/usr/share/rms/library-root.json"
+
+
 @pytest.mark.parametrize("args", [("--release", "x"), ("--release",), ("--bogus",)])
-def test_build_refuses_misuse(tmp_path: Path, args: tuple[str, ...]) -> None:
-    done = build_result(copy_tree(tmp_path), *args)
+def test_build_refuses_misuse(tmp_path: Path, args: tuple[str, ...], library: Repo) -> None:
+    done = build_result(copy_tree(tmp_path), *args, root=library.trusted_root)
     assert done.returncode == 2
     assert "build-deb.sh" in done.stderr or "usage" in done.stderr
+
+
+def test_build_without_a_library_root_stops_and_says_how_to_get_one(tmp_path: Path) -> None:
+    script = copy_tree(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "TRUECLOUD_LIBRARY_ROOT"}
+    done = build_result(script, env=env)
+    assert done.returncode == 2
+    assert "--library-root" in done.stderr and "1.root.json" in done.stderr
+    done = build_result(script, root=tmp_path / "absent.json", env=env)
+    assert (done.returncode, "no such file" in done.stderr) == (2, True)
+    assert not (script.parent / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("garbage", "not a TUF root.json"),
+        ("one signature", "1 of the 2 signatures"),
+        ("forged", "0 of the 2 signatures"),
+        ("targets metadata", "not a TUF root.json"),
+    ],
+)
+def test_build_refuses_a_root_no_node_could_trust(
+    tmp_path: Path, library: Repo, change: str, message: str
+) -> None:
+    script = copy_tree(tmp_path)
+    doc = json.loads(library.trusted_root.read_bytes())
+    if change == "garbage":
+        data = b"\x00not json"
+    elif change == "one signature":
+        doc["signatures"] = doc["signatures"][:1]
+        data = json.dumps(doc).encode()
+    elif change == "forged":
+        doc["signed"]["roles"]["targets"]["threshold"] = 3
+        data = json.dumps(doc).encode()
+    else:
+        data = (library.path / "metadata" / "1.targets.json").read_bytes()
+    bad = tmp_path / "root.json"
+    bad.write_bytes(data)
+    done = build_result(script, root=bad)
+    assert done.returncode == 1, done.stderr
+    assert message in done.stderr
+    assert not (script.parent / "out").exists()
+
+
+def test_the_library_root_can_come_from_the_environment(tmp_path: Path, library: Repo) -> None:
+    script = copy_tree(tmp_path)
+    deps = tmp_path / "packaging/debian/python-deps.txt"
+    deps.write_text("\n".join(s for s in deps.read_text().splitlines() if "msgpack" not in s))
+    env = {**os.environ, "TRUECLOUD_LIBRARY_ROOT": str(library.trusted_root)}
+    done = build_result(script, env=env)  # the root is taken; the build stops at msgpack
+    assert done.returncode == 1 and "msgpack (pyproject.toml)" in done.stderr, done.stderr
+    assert "ships" in done.stderr and "root v1" in done.stderr
+    env["TRUECLOUD_LIBRARY_ROOT"] = str(tmp_path / "absent.json")
+    done = build_result(script, env=env)
+    assert (done.returncode, "no such file" in done.stderr) == (2, True)
 
 
 @pytest.mark.parametrize(
@@ -174,12 +256,12 @@ def test_build_refuses_misuse(tmp_path: Path, args: tuple[str, ...]) -> None:
     ],
 )
 def test_build_refuses_a_dependency_it_cannot_place(
-    tmp_path: Path, listing: str, name: str, message: str
+    tmp_path: Path, listing: str, name: str, message: str, library: Repo
 ) -> None:
     script = copy_tree(tmp_path)
     path = tmp_path / "packaging/debian" / listing
     path.write_text("\n".join(s for s in path.read_text().splitlines() if name not in s))
-    done = build_result(script)
+    done = build_result(script, root=library.trusted_root)
     assert done.returncode == 1
     assert message in done.stderr
     assert not (script.parent / "out").exists()
