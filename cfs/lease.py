@@ -100,7 +100,7 @@ class KeepsLeases(Protocol):
     lease to renew and release it, and takes a saved lease back (cfs/leasestore.py)."""
 
     def record(self, lease: Lease) -> dict[str, Any]:
-        """A JSON-safe record of the source's own state of lease."""
+        """A JSON-safe record of the source's own state of lease; VolumeError if unknown."""
         ...
 
     def adopt(self, lease: Lease, record: dict[str, Any]) -> None:

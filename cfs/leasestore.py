@@ -113,13 +113,13 @@ async def keep_saved(
     """Save the leases whenever they change, and once more on stop."""
     last: tuple[tuple[str, float], ...] = ()
     while True:
-        saved = saved_of(cfs, keeper)
-        if saved is not None and fingerprint(saved) != last:
-            try:
+        try:
+            saved = saved_of(cfs, keeper)
+            if saved is not None and fingerprint(saved) != last:
                 store.save(saved)
                 last = fingerprint(saved)
-            except (OSError, LeaseFileError) as e:
-                log.warning("cfs.leases_not_saved", path=str(store.path), reason=str(e))
+        except (OSError, LeaseFileError, VolumeError) as e:
+            log.warning("cfs.leases_not_saved", path=str(store.path), reason=str(e))
         if stop.is_set():
             return
         with contextlib.suppress(TimeoutError):

@@ -229,8 +229,10 @@ class RmsVolumeSource:
         self._ports.discard(lease.tunnel.listen_port)
 
     def record(self, lease: Lease) -> dict[str, Any]:
-        """The protocol's part of a saved lease (cfs/grantrecord.py)."""
-        return grant_record(self.core.leases[bytes.fromhex(lease.lease_id)])
+        """The protocol's part of a saved lease (cfs/grantrecord.py); VolumeError if the
+        lease is not (or no longer) held."""
+        volume_id, _ = self._held(lease)
+        return grant_record(self.core.leases[volume_id])
 
     def adopt(self, lease: Lease, record: dict[str, Any]) -> None:
         """Hold a saved lease again, to renew and release it; VolumeError if it is forged."""

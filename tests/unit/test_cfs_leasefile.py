@@ -8,6 +8,7 @@ their lease. A real restart with the volume protocol: a lease granted by the rea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -19,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from cfs.grantrecord import RecordError, client_lease, grant_record
 from cfs.lease import Lease, VolumeError
 from cfs.leasefile import MAX_BYTES, LeaseFileError, SavedPool, SavedSlot, decode, encode, mac_key
-from cfs.leasestore import LeaseStore, fingerprint, usable
+from cfs.leasestore import LeaseStore, fingerprint, keep_saved, resume, usable
 from cfs.rmssource import RmsVolumeSource
 from tests.unit.cfs_support import device, lease
+from tests.unit.test_cfs_service import make as service_make
 from tests.unit.test_cfs_volumes import SIZE, make
 from tests.unit.volumes_support import CLIENT, NOW
 
@@ -237,3 +240,60 @@ async def test_grant_record_round_trip_is_the_same_client_lease() -> None:
         held.volume_id, held.offer, held.claim_id, held.size,
     )  # fmt: skip
     assert back.secrets == held.secrets
+
+
+class Keeper:
+    """Records a lease by its id; refuses to record the ones in `unknown`."""
+
+    def __init__(self) -> None:
+        self.unknown: set[str] = set()
+
+    def record(self, lease: Lease) -> dict[str, Any]:
+        if lease.lease_id in self.unknown:
+            raise VolumeError(f"lease {lease.lease_id} is not held by this CFS")
+        return {"id": lease.lease_id}
+
+    def adopt(self, lease: Lease, record: dict[str, Any]) -> None:
+        if record != {"id": lease.lease_id}:
+            raise VolumeError("not ours")
+
+
+async def test_keep_saved_writes_on_change_and_on_stop_and_survives_a_bad_record(
+    tmp_path: Path,
+) -> None:
+    cfs, _, _, _, _ = service_make()
+    await cfs.build()
+    assert cfs.healer is not None
+    store, keeper, stop = LeaseStore(tmp_path / "leases.json", KEY), Keeper(), asyncio.Event()
+    task = asyncio.create_task(keep_saved(cfs, store, keeper, stop, 0.01))
+    await asyncio.sleep(0.05)
+    first = store.path.stat().st_mtime_ns
+    await asyncio.sleep(0.05)
+    assert store.path.stat().st_mtime_ns == first  # nothing changed: not written again
+    keeper.unknown.add(cfs.healer.slots[0].lease.lease_id)
+    with capture_logs() as logs:
+        await asyncio.sleep(0.05)
+    assert any(e["event"] == "cfs.leases_not_saved" for e in logs)
+    keeper.unknown.clear()
+    cfs.healer.renewed(cfs.healer.slots[0].lease.renewed(20_000.0), 100.0)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    loaded = store.load()
+    assert loaded is not None and loaded.slots[0].lease.expires_at == 20_000.0
+    assert [s.state for s in loaded.slots] == [{"id": s.lease.lease_id} for s in loaded.slots]
+
+
+async def test_resume_refuses_another_pool_and_too_few_volumes(tmp_path: Path) -> None:
+    cfs, src, ini, _, _ = service_make()
+    saved = pool()
+    with pytest.raises(VolumeError, match="of pool 'other'"):
+        await resume(cfs, SavedPool("other", saved.slots), Keeper())
+    with pytest.raises(VolumeError, match="not ours"):
+        await resume(cfs, saved, Keeper())  # records of another keeper: forged
+    ours = SavedPool(
+        "cfs", tuple(dataclasses.replace(s, state={"id": s.lease.lease_id}) for s in saved.slots)
+    )
+    src.dead |= {s.lease.provider.provider for s in ours.slots[:4]}
+    with pytest.raises(VolumeError, match="only 4 of 8 saved volumes answer"):
+        await resume(cfs, ours, Keeper())
+    assert cfs.healer is None and not ini.attached
