@@ -35,7 +35,7 @@ from cfs.actions import Action, Attach, Detach, Obtain, Online, Reattach, Releas
 from cfs.lease import Lease
 from cfs.placement import Candidate
 from cfs.spare import SPARE, Spare, SpareState
-from cfs.zfs.status import PoolStatus
+from cfs.zfs.status import PoolStatus, VdevStatus
 
 PARITY = 3
 BAD_STATES = frozenset({"UNAVAIL", "FAULTED", "REMOVED", "OFFLINE"})
@@ -369,7 +369,9 @@ class Healer:
         self._note(now, f"slot {slot}: resilver ended, detaching the old device")
         return [Detach(slot, s.device)]
 
-    def _replacement_lost(self, slot: int, state: str, old: object, now: float) -> list[Action]:
+    def _replacement_lost(
+        self, slot: int, state: str, old: VdevStatus | None, now: float
+    ) -> list[Action]:
         s = self.slots[slot]
         if old is None and state != "missing":
             # the replace had completed: the new volume is the slot's own, and it is lost
