@@ -2,7 +2,8 @@
 
 A driver reports targets and applies change lists; `volume_provider.target.changes` decides
 what to change. Backends: `TgtDriver` (userspace tgt; the lab), `LioDriver` (the kernel's
-LIO through rtslib-fb), and later the TrueNAS middleware.
+LIO through rtslib-fb) and `TrueNasDriver` (the TrueNAS middleware); the Volume Provider
+picks one with `[target] backend` (volume_provider.target.backends).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class TargetDriver(Protocol):
 
     @property
     def kind(self) -> str:
-        """`tgt`, `lio` or `fake`."""
+        """`tgt`, `lio`, `truenas` or `fake`."""
         ...
 
     async def targets(self) -> list[TargetState]:
