@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def verify(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         return _fail(str(e), 2)
     try:
-        doc = policydoc.check(_read(args.document), trust, args.min_version)
+        doc = policydoc.check(_read(args.document), trust, args.min_version, time.time())
     except (OSError, DocumentError) as e:
         return _fail(f"{args.document} refused: {e}")
     print(json.dumps(policydoc.describe(doc), indent=2, sort_keys=True))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rms import policydoc
+from rms.cli.main import main
 from rms.cli.run import run_daemon
 from rms.config import Config, NodeSection, PolicySection, VpnSection
 from rms.daemon import Daemon
@@ -171,6 +172,23 @@ def test_bad_candidates_are_refused_and_change_nothing(candidate: bytes, reason:
 def test_make_body_refuses_a_bad_expiry() -> None:
     with pytest.raises(policydoc.PolicyDocError):
         policydoc.make_body(DEFAULT, 1, "now", "2027-02-30T00:00:00Z")
+
+
+def test_rms_policy_new_sets_an_expiry_that_verify_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "a.key"
+    assert main(["policy", "keygen", str(key)]) == 0
+    trust = ["--trust", capsys.readouterr().out.strip()]
+    for expires, verdict in ((FUTURE, 0), (PAST, 1)):
+        out = tmp_path / f"{expires[:4]}.json"
+        assert main(["policy", "new", str(out), "--version", "2", "--expires", expires]) == 0
+        assert main(["policy", "sign", str(out), "--key", str(key)]) == 0
+        assert json.loads(out.read_bytes())["expires_at"] == expires
+        assert main(["policy", "verify", str(out), *trust]) == verdict
+    assert "expired at 2026-01-01T00:00:00Z" in capsys.readouterr().err
+    bad = ["policy", "new", str(tmp_path / "x.json"), "--version", "2", "--expires", "soon"]
+    assert main(bad) == 2
 
 
 # -- the files and the daemon ----------------------------------------------------------------
