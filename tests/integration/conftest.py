@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rms.control.client import ControlClient
 
 
 @dataclass
@@ -26,6 +29,13 @@ class RunningDaemon:
     def rms(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the `rms` CLI against this daemon."""
         return rms_cli(*args, env=self.env)
+
+    def call(self, route: str, body: Any = None) -> dict[str, Any]:
+        """GET `route` from the daemon's control API, or POST `body` to it."""
+        client = ControlClient(self.socket_path)
+        if body is None:
+            return asyncio.run(client.get_json(route))
+        return asyncio.run(client.post_json(route, body))
 
     def next_notification(self, timeout: float = 20) -> str:
         self.notify.settimeout(timeout)

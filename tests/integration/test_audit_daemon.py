@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -10,19 +9,12 @@ from typing import Any
 import pytest
 
 from rms.audit import report as rep
-from rms.control.client import ControlClient, ControlError
+from rms.control.client import ControlError
 from rms.identity import NodeIdentity, load_or_create
 from tests.integration.conftest import RunningDaemon
 
 PROVIDER = NodeIdentity.from_seed(b"\x91" * 32)
 CLIENTS = [NodeIdentity.from_seed(bytes([0xA0 + i]) * 32) for i in range(2)]
-
-
-def call(d: RunningDaemon, route: str, body: Any = None) -> dict[str, Any]:
-    client = ControlClient(d.socket_path)
-    if body is None:
-        return asyncio.run(client.get_json(route))
-    return asyncio.run(client.post_json(route, body))
 
 
 def body(auditor: bytes, provider: bytes, failed: int, round_: int = 1) -> dict[str, Any]:
@@ -32,16 +24,16 @@ def body(auditor: bytes, provider: bytes, failed: int, round_: int = 1) -> dict[
 
 def test_the_cfs_reports_through_the_node_and_history_is_served(daemon: RunningDaemon) -> None:
     me = load_or_create(daemon.state_dir).public_key
-    got = call(daemon, "/v1/audits/sign", {"body": body(me, PROVIDER.public_key, 0)})
+    got = daemon.call("/v1/audits/sign", {"body": body(me, PROVIDER.public_key, 0)})
     assert got["passed"] is True and got["report"]["body"]["auditor"] == me.hex()
-    audits = call(daemon, "/v1/audits?limit=5")
+    audits = daemon.call("/v1/audits?limit=5")
     assert audits["reports"] == 1 and audits["standings"][0]["standing"] == "ok"
 
 
 def test_corroborated_failures_about_this_node_degrade_its_status(daemon: RunningDaemon) -> None:
     me = load_or_create(daemon.state_dir).public_key
     for c in CLIENTS:
-        call(daemon, "/v1/audits/reports", rep.sign_report(body(c.public_key, me, 16), c))
+        daemon.call("/v1/audits/reports", rep.sign_report(body(c.public_key, me, 16), c))
     result = daemon.rms("status", "--json")
     assert result.returncode == 1
     status = json.loads(result.stdout)
@@ -56,5 +48,5 @@ def test_forged_and_malformed_reports_are_refused(daemon: RunningDaemon, route: 
     forged["body"]["failed"] = 3
     for bad in (forged, {"body": 5}, {"body": body(c.public_key, PROVIDER.public_key, 0)}):
         with pytest.raises(ControlError, match="400"):
-            call(daemon, route, bad)
-    assert call(daemon, "/v1/audits")["reports"] == 0
+            daemon.call(route, bad)
+    assert daemon.call("/v1/audits")["reports"] == 0
