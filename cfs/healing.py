@@ -176,7 +176,9 @@ class Healer:
         s = self.slots[slot]
         self._note(now, f"slot {slot}: {step} failed: {reason}")
         if s.state is SlotState.ABANDONING:
-            s.retry_at = now + self._back_off(s)
+            # zfs may have completed the replace meanwhile (detach then says "only
+            # applicable to mirror and replacing vdevs"): let the next status decide again
+            s.state, s.retry_at = SlotState.RESILVERING, now + self._back_off(s)
             return []
         if s.state is SlotState.RESILVERING:
             return []  # detaching a lingering old device: the next statuses try again
@@ -234,9 +236,6 @@ class Healer:
                 actions += self._lose(i, "lease expired", now, reattach=False)
             elif s.state is SlotState.WAITING and s.retry_at <= now:
                 actions += self._retry(i, now)
-            elif s.state is SlotState.ABANDONING and s.retry_at <= now:
-                s.retry_at = float("inf")  # until the detach reports back
-                actions.append(Detach(i, s.new_device))
         if self.spare.due(now, self.lost() == 0):
             self.spare.state = SpareState.OBTAINING
             actions.append(Obtain(SPARE, self.keep(SPARE), tuple(sorted(self.spare.avoid))))
@@ -258,8 +257,7 @@ class Healer:
 
     def next_timer(self) -> float | None:
         """When handle_timer next has something to do."""
-        waiting = (SlotState.WAITING, SlotState.ABANDONING)
-        times = [s.retry_at for s in self.slots if s.state in waiting and s.retry_at < 1e300]
+        times = [s.retry_at for s in self.slots if s.state is SlotState.WAITING]
         if self.spare.wanted and self.spare.state is SpareState.NONE:
             times.append(self.spare.retry_at)
         times += [s.lease.expires_at for s in self.slots if s.state is SlotState.ONLINE]
@@ -380,8 +378,10 @@ class Healer:
             )
         if state == "missing":
             return self._drop_new(slot, "replacement not in the pool", now)
+        if now < s.retry_at:
+            return []  # a detach failed: wait out its back-off
         self._note(now, f"slot {slot}: replacement {_short_new(s)} lost ({state}), detaching")
-        s.state, s.retry_at = SlotState.ABANDONING, float("inf")
+        s.state = SlotState.ABANDONING
         return [Detach(slot, s.new_device)]
 
     def _drop_new(self, slot: int, why: str, now: float) -> list[Action]:

@@ -203,13 +203,25 @@ def test_a_replacement_dying_during_its_resilver_is_detached_released_and_replac
 def test_a_failed_detach_is_retried_after_the_back_off() -> None:
     h = healer()
     resilvering(h)
-    h.pool_status(status(with_states(d1="UNAVAIL") | {device(9): "FAULTED"}), NOW)
+    dead = status(with_states(d1="UNAVAIL") | {device(9): "FAULTED"}, scan=RUNNING)
+    assert h.pool_status(dead, NOW) == [Detach(1, device(9))]
     assert h.failed(1, "detach", "zpool detach did not finish in 60 s", NOW + 1) == []
-    assert h.handle_timer(NOW + 1.5) == []
-    due = h.next_timer()
-    assert due is not None and due <= NOW + 1 + h.policy.retry_s
-    assert Detach(1, device(9)) in h.handle_timer(NOW + 1 + h.policy.retry_s)
-    assert Detach(1, device(9)) not in h.handle_timer(NOW + 100)  # still in flight
+    assert state_of(h, 1) is SlotState.RESILVERING  # the next status decides again
+    assert h.pool_status(dead, NOW + 1.5) == []
+    assert h.pool_status(dead, NOW + 1 + h.policy.retry_s) == [Detach(1, device(9))]
+
+
+def test_a_detach_refused_because_zfs_completed_the_replace_meanwhile() -> None:
+    h = healer()
+    resilvering(h)
+    h.pool_status(status(with_states(d1="UNAVAIL") | {device(9): "UNAVAIL"}), NOW)
+    h.failed(1, "detach", "only applicable to mirror and replacing vdevs", NOW)
+    after = all_online()
+    del after[device(1)]
+    after[device(9)] = "UNAVAIL"
+    release, reattach = h.pool_status(status(after, scan=DONE), NOW + 1)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
+    assert isinstance(reattach, Reattach) and reattach.lease.lease_id == "lease-9"
 
 
 def test_a_replacement_dying_after_zfs_completed_the_replace_is_an_ordinary_loss() -> None:
