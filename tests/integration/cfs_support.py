@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Interface
 from pathlib import Path
+from typing import Any
 
 from cfs.attach import Attacher
 from cfs.healing import Policy
@@ -163,6 +164,7 @@ class LocalSource:
     dead: set[str] = field(default_factory=set)
     leased: set[str] = field(default_factory=set)
     released: list[str] = field(default_factory=list)
+    renewed: list[str] = field(default_factory=list)
 
     async def offers(self, size: int) -> list[Candidate]:
         live = [p for k, p in self.providers.items() if k not in self.dead | self.leased]
@@ -189,7 +191,17 @@ class LocalSource:
     async def renew(self, lease: Lease) -> Lease:
         if lease.provider.provider in self.dead:
             raise VolumeError("provider gone")
+        self.renewed.append(lease.lease_id)
         return lease.renewed(time.time() + 600)
+
+    def record(self, lease: Lease) -> dict[str, Any]:
+        return {"n": self.providers[lease.provider.provider].n}
+
+    def adopt(self, lease: Lease, record: dict[str, Any]) -> None:
+        p = self.providers.get(lease.provider.provider)
+        if p is None or record != {"n": p.n}:
+            raise VolumeError(f"lease {lease.lease_id}: not one of ours")
+        self.leased.add(lease.provider.provider)
 
     async def release(self, lease: Lease) -> None:
         self.released.append(lease.provider.provider)
@@ -198,8 +210,10 @@ class LocalSource:
 
 
 @contextlib.asynccontextmanager
-async def storage(tmp: Path) -> AsyncIterator[tuple[Net, StorageNamespace, int, LocalSource]]:
-    """Namespaces, zfs-fuse and 11 providers; everything gone afterwards, also on failure."""
+async def storage(
+    tmp: Path, count: int = PROVIDERS
+) -> AsyncIterator[tuple[Net, StorageNamespace, int, LocalSource]]:
+    """Namespaces, zfs-fuse and `count` providers; everything gone afterwards, also on failure."""
     with two_namespaces("h") as net:
         for netns in (net.tgt, net.ini):
             for key in ("all", "default"):
@@ -214,8 +228,7 @@ async def storage(tmp: Path) -> AsyncIterator[tuple[Net, StorageNamespace, int, 
                 )
         ns = StorageNamespace(tmp / "ns")
         providers = {
-            p.candidate().provider: p
-            for p in (Provider(n, net, tmp) for n in range(1, PROVIDERS + 1))
+            p.candidate().provider: p for p in (Provider(n, net, tmp) for n in range(1, count + 1))
         }
         source = LocalSource(providers)
         zpid = 0
@@ -252,9 +265,11 @@ async def heal(cfs: Cfs, timeout_s: float) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_cfs(tmp: Path) -> AsyncIterator[tuple[Cfs, LocalSource, Path]]:
-    """A built pool over 8 of the 11 providers; shut down and torn down afterwards."""
-    async with storage(tmp) as (net, ns, zpid, source):
+async def running_cfs(
+    tmp: Path, count: int = PROVIDERS, *, hot_spare: bool = False
+) -> AsyncIterator[tuple[Cfs, LocalSource, Path]]:
+    """A built pool over 8 of `count` providers; shut down and torn down afterwards."""
+    async with storage(tmp, count) as (net, ns, zpid, source):
         mountpoint = tmp / "pool"
         with in_netns(net.ini):
             wg = WireGuard(UserspaceDriver(log_dir=tmp))
@@ -264,7 +279,7 @@ async def running_cfs(tmp: Path) -> AsyncIterator[tuple[Cfs, LocalSource, Path]]
                 source=source,
                 attacher=Attacher(wg, bridges),
                 zfs=ZfsCli(ns.enter()),
-                policy=Policy(retry_s=1, max_retry_s=4, poll_s=1),
+                policy=Policy(retry_s=1, max_retry_s=4, poll_s=1, hot_spare=hot_spare),
             )
             try:
                 await cfs.build()
