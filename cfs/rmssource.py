@@ -51,6 +51,7 @@ from rms.wg.keys import WgPrivateKey, WgPublicKey
 Exchange = Callable[[IPv6Address, int, bytes, float], Awaitable[bytes]]
 LUN = 1  # a provider exports each volume as LUN 1 of its own target
 MAX_ANSWERS = 256
+TOWARD = 32  # provider addresses a request for one VPN more may name (rms.vpn.want)
 # Nested-link UDP ports of the CFS: 52000-52255, clear of the RMS's management (51820+) and
 # guest (51900+) ports; the lab's providers use 52400 and up on the same nodes.
 PORT_SPAN = 256
@@ -158,15 +159,18 @@ class RmsVolumeSource:
     async def _widen(self, status: dict[str, Any]) -> None:
         mine = own_addresses(status)
         others = [a for p, a in self._answered.items() if p != self._own_id]
-        reachable = sum(pick_endpoint(mine, a) is not None for a in others)
+        beyond = [a for a in others if pick_endpoint(mine, a) is None]
+        reachable = len(others) - len(beyond)
         wanted = _dict(_dict(status.get("vpn_joins")).get("wanted"))
         count, most = _int(wanted.get("count")), _int(wanted.get("max"))
-        ask = more_vpns(reachable, len(others) - reachable, len(mine), count, most)
+        ask = more_vpns(reachable, len(beyond), len(mine), count, most)
         if ask is None:
             return
         log.info("cfs.more_vpns", reachable=reachable, answered=len(others), vpns=ask)
+        # the RMS tries first the VPNs these providers are in: joining one reaches them
+        toward = [str(a) for addresses in beyond for a in addresses][:TOWARD]
         try:
-            await self.control.post_json("/v1/vpns/want", {"vpns": ask})
+            await self.control.post_json("/v1/vpns/want", {"vpns": ask, "toward": toward})
         except (ControlError, DaemonUnavailable) as e:
             log.warning("cfs.more_vpns_refused", vpns=ask, reason=str(e))
 

@@ -42,7 +42,8 @@ def routes(manager: VpnManager) -> list[web.RouteDef]:
     async def want(request: web.Request) -> web.Response:
         raw = await request.content.read(MAX_BODY_BYTES + 1)
         try:
-            manager.want.set(parse_want(raw), "request")
+            asked = parse_want(raw)
+            manager.want.set(asked.count, "request", asked.toward)
         except WantError as e:
             why = f"not taken: {e}; the wanted count is unchanged"
             raise web.HTTPBadRequest(text=why) from None

@@ -236,8 +236,11 @@ class VpnManager:
         now = self._clock()
         self._left = {v: until for v, until in self._left.items() if until > now}
         exclude = set(self.memberships) | set(self._left)
-        planner = AdmissionPlanner(candidates, rng=self.rng, policy=self.policy, exclude=exclude)
-        result = await run_admission(planner, lambda record: knock(ctx, record, slot, trace))
+        for group in self.want.rounds(candidates):  # VPNs toward wanted addresses first
+            planner = AdmissionPlanner(group, rng=self.rng, policy=self.policy, exclude=exclude)
+            result = await run_admission(planner, lambda record: knock(ctx, record, slot, trace))
+            if not isinstance(result, NoVpnFits):
+                break
         self._none_fit = isinstance(result, NoVpnFits)
         if isinstance(result, Joined):
             self._found_after = None

@@ -82,8 +82,11 @@ class FakeControl:
         vpns = [{"address": f"{vpn_address(v, 0xC)}/64", "peers": []} for v in self.held]
         return {"vpns": vpns, "vpn_joins": self.joins}
 
-    def wants(self) -> list[Any]:
-        return [body for route, body in self.posted if route == "/v1/vpns/want"]
+    def asked(self) -> list[dict[str, Any]]:
+        return [body for route, body in self.posted if route == "/v1/vpns/want" and body]
+
+    def wants(self) -> list[int]:
+        return [body["vpns"] for body in self.asked()]
 
 
 def lab_like(joins: object, held: tuple[int, ...] = (1, 2)) -> FakeControl:
@@ -110,15 +113,18 @@ async def test_a_node_reaching_9_of_13_asks_for_a_third_vpn_then_stops_once_it_r
     src = source(control)
     found = await src.offers(SIZE)
     assert len(found) == 9 and src.unreachable == 4
-    assert control.wants() == [{"vpns": 3}]
+    assert control.wants() == [3]
+    # toward the 4 beyond reach, in VPNs 3 and 4: joining either reaches them
+    toward = {str(vpn_address(v, n)) for n in range(10, 14) for v in (3, 4)}
+    assert set(control.asked()[0]["toward"]) == toward
     # the RMS took the request but has not joined yet: nothing more is asked
     control.joins = {"wanted": {"count": 3, "source": "request", "target": 2, "max": 4}}
     await src.check_reach()
-    assert control.wants() == [{"vpns": 3}]
+    assert control.wants() == [3]
     # joined VPN 3: all 13 within reach, nothing more is asked
     control.held.append(3)
     await src.check_reach()
-    assert control.wants() == [{"vpns": 3}]
+    assert control.wants() == [3]
 
 
 async def test_a_node_still_short_after_joining_asks_for_one_more() -> None:
@@ -127,7 +133,7 @@ async def test_a_node_still_short_after_joining_asks_for_one_more() -> None:
     control.held.append(3)  # the third VPN brought nobody new
     src = source(control)
     await src.offers(SIZE)
-    assert control.wants() == [{"vpns": 4}]
+    assert control.wants() == [4]
 
 
 async def test_a_check_before_any_offer_asks_nothing() -> None:
@@ -162,4 +168,4 @@ async def test_an_rms_that_refuses_the_request_costs_nothing_but_a_log_line() ->
     control.refuse_want = True
     src = source(control)
     assert len(await src.offers(SIZE)) == 9
-    assert control.wants() == [{"vpns": 3}]
+    assert control.wants() == [3]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from ipaddress import IPv6Address
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +19,11 @@ from rms.admission.planner import NoVpnFits
 from rms.config import Config, ConfigError, DiscoverySection, VpnSection, load_config
 from rms.discovery.client import FetchResult
 from rms.identity import NodeIdentity
+from rms.overlay import member_address
 from rms.policy import DEFAULT, Policy
 from rms.vpn.manager import VpnManager
-from rms.vpn.want import MAX_BODY_BYTES, WantedVpns, WantError, parse_want
-from tests.unit.test_vpn_manager import context
+from rms.vpn.want import MAX_BODY_BYTES, MAX_TOWARD, WantedVpns, WantError, WantRequest, parse_want
+from tests.unit.test_vpn_manager import context, record
 
 NOW = 1_800_000_000.0
 
@@ -76,8 +78,8 @@ def test_a_count_outside_the_policy_is_refused_and_nothing_changes(count: int) -
         b'{"vpns": [3]}',
         b'{"vpn": 3}',
         b'{"vpns": 3, "and": 1}',
-        b'{"vpns": ' + b"9" * 400 + b"}",
-        json.dumps({"vpns": 3, "pad": "x" * MAX_BODY_BYTES}).encode(),
+        b'{"vpns": ' + b"9" * 4000 + b"}",
+        json.dumps({"vpns": 3, "toward": ["x" * MAX_BODY_BYTES]}).encode(),
     ],
 )
 def test_malformed_or_oversized_bodies_are_refused(body: bytes) -> None:
@@ -86,8 +88,42 @@ def test_malformed_or_oversized_bodies_are_refused(body: bytes) -> None:
 
 
 def test_a_good_body() -> None:
-    assert parse_want(b'{"vpns": 3}') == 3
-    assert parse_want(b'{"vpns": 9}') == 9  # in range or not is the policy's to say
+    assert parse_want(b'{"vpns": 3}') == WantRequest(3)
+    assert parse_want(b'{"vpns": 9}') == WantRequest(9)  # in range or not: the policy's to say
+    asked = parse_want(b'{"vpns": 3, "toward": ["fd12:3456:789a::1", "fd00::2"]}')
+    assert asked.toward == (IPv6Address("fd12:3456:789a::1"), IPv6Address("fd00::2"))
+
+
+@pytest.mark.parametrize(
+    "toward",
+    [
+        "fd00::1",
+        {"a": "fd00::1"},
+        [1],
+        [None],
+        ["not an address"],
+        ["198.18.0.7"],
+        ["2001:db8::1"],  # a public address: no management VPN holds it
+        ["fd00::1%eth0"],
+        ["fd00::" + "0:" * 30 + "1"],
+        ["fd00::1"] * (MAX_TOWARD + 1),
+    ],
+)
+def test_a_malformed_toward_list_is_refused(toward: object) -> None:
+    with pytest.raises(WantError):
+        parse_want(json.dumps({"vpns": 3, "toward": toward}).encode())
+
+
+def test_vpns_toward_wanted_addresses_are_tried_first() -> None:
+    a, b, c = record(founder=5), record(founder=6), record(founder=7)
+    want = WantedVpns(DEFAULT)
+    assert want.rounds([a, b, c]) == [[a, b, c]]
+    inside_b = member_address(b.vpn_id, bytes(32)).ip
+    want.set(3, "request", [inside_b, IPv6Address("fd99::1")])
+    assert want.rounds([a, b, c]) == [[b], [a, c]]
+    assert want.status()["toward"] == 2
+    want.set(3, "request")  # a later request without addresses forgets them
+    assert want.rounds([a, b, c]) == [[a, b, c]]
 
 
 def test_the_config_key_is_checked(tmp_path: Any) -> None:
@@ -155,6 +191,27 @@ async def test_a_node_at_its_target_wanting_more_looks_but_founds_nothing(
     assert m._none_fit and not m.want.eager(2, m._none_fit)  # now it looks every 15-30 s
 
 
+async def test_the_vpns_toward_wanted_addresses_go_first_then_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [NOW]
+    m = manager(clock)
+    holding(m, 2)
+    near, far = record(founder=5), record(founder=6)
+    m._remember([near, far])
+    m.want.set(3, "request", [member_address(near.vpn_id, bytes(32)).ip])
+    rounds: list[int] = []
+
+    async def no_vpn_fits(planner: Any, knock: Any) -> NoVpnFits:
+        rounds.append(len(rounds))
+        return NoVpnFits(())
+
+    monkeypatch.setattr(manager_module, "run_admission", no_vpn_fits)
+    monkeypatch.setattr(m, "_remember", lambda records: [near, far])
+    await m._try_join()
+    assert rounds == [0, 1]  # the near VPN alone, then the rest
+
+
 async def test_below_the_target_the_same_node_still_founds(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [NOW]
     m = manager(clock, want=3)
@@ -203,7 +260,9 @@ async def test_raising_the_count_wakes_the_loop_at_once(monkeypatch: pytest.Monk
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
         await loop
-    assert m.join_status()["wanted"] == {"count": 3, "source": "request", "target": 2, "max": 4}
+    assert m.join_status()["wanted"] == {
+        "count": 3, "source": "request", "target": 2, "max": 4, "toward": 0,
+    }  # fmt: skip
 
 
 # -- the route ----------------------------------------------------------------------------
@@ -226,7 +285,7 @@ async def test_the_route_raises_the_count_and_says_what_it_holds() -> None:
             answer = await client.post("/v1/vpns/want", json={"vpns": 3})
             assert answer.status == 200
             assert await answer.json() == {
-                "count": 3, "source": "request", "target": 2, "max": 4, "held": 2,
+                "count": 3, "source": "request", "target": 2, "max": 4, "toward": 0, "held": 2,
             }  # fmt: skip
         assert m.want.value == 3 and m._wake.is_set()
     finally:
