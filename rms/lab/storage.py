@@ -70,6 +70,7 @@ def cfs_config(node: NodePlan, locations: int, networks: int) -> str:
         "[cfs]\n"
         f'entitlement = "{ENTITLEMENT}"\n'
         'mountpoint = "/run/cfs/pool"\nrun_dir = "/run/cfs"\n'
+        f'state_file = "{HOST_STATE / "cfs-leases.json"}"\n'  # the node's own, gone at down
         # The lab's nodes share 198.18.0.0/24; their network names stand for the networks.
         "distinct_blocks = false\n"
         f'location = "{location}"\nnetwork = "{network}"\n'
