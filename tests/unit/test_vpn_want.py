@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import rms.vpn.manager as manager_module
 from rms.admission.planner import NoVpnFits
+from rms.cli.status import render_joins
 from rms.config import Config, ConfigError, DiscoverySection, VpnSection, load_config
 from rms.discovery.client import FetchResult
 from rms.identity import NodeIdentity
@@ -318,3 +319,9 @@ async def test_the_route_refuses_bad_bodies_and_keeps_the_count(body: bytes) -> 
         assert wrong.status == 405
     finally:
         await client.close()
+
+
+def test_rms_status_shows_the_wanted_count() -> None:
+    joins = {"founded": 0, "wanted": WantedVpns(DEFAULT).status()}
+    assert "  wanted: 2 VPNs (policy; the policy's target 2, max 4)" in render_joins(joins)
+    assert not any("wanted" in line for line in render_joins({"wanted": "junk"}))
