@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cfs.initiator.reads import HUNG_S, Reads
+
 ATTACH_TIMEOUT_S = 20.0
 PROBE_BYTES = 4096
 STOP_TIMEOUT_S = 5.0
@@ -96,6 +98,7 @@ class LibiscsiBridge:
     ) -> None:
         self.run_dir, self.initiator_iqn = run_dir, initiator_iqn
         self.enter, self.timeout_s = tuple(enter), timeout_s
+        self.reads = Reads()  # a bridge silent for a minute is hung (cfs/initiator/reads.py)
 
     def _dir(self, t: VolumeTarget) -> Path:
         return self.run_dir / t.slug
@@ -158,6 +161,7 @@ class LibiscsiBridge:
             await wait_gone(pid, STOP_TIMEOUT_S)
         await lazy_unmount(mnt, self.enter)
         (self._dir(target) / "pid").unlink(missing_ok=True)
+        self.reads.forget(target.slug + "/")
         return True
 
     async def state(self, target: VolumeTarget) -> AttachState:
@@ -166,15 +170,17 @@ class LibiscsiBridge:
         if pid is None:
             return AttachState(False)
         mnt = Path(f"/proc/{pid}/root{self._dir(target) / 'mnt'}")
-        path = self._dir(target) / "mnt" / "disk"
+        path, key = self._dir(target) / "mnt" / "disk", target.slug + "/state"
         try:
-            read = asyncio.to_thread((mnt / "state").read_text)
-            text = await asyncio.wait_for(read, self.timeout_s + 2.0)
+            text = await self.reads.read(key, (mnt / "state").read_text, self.timeout_s + 2.0)
         except OSError as e:
             return AttachState(True, None, False, f"bridge not serving: {e.strerror}")
-        except TimeoutError:
+        if text is None:
             # the bridge serves one request at a time: slow behind the pool's own I/O is
-            # not dead (its session answers EIO within its own timeout when it is)
+            # not dead (its session answers EIO within its own timeout when it is); silent
+            # for a minute is hung, and a reattach replaces it
+            if self.reads.hung(key):
+                return AttachState(True, path, False, f"bridge hung ({HUNG_S:.0f} s silent)")
             return AttachState(True, path, True, "state slow to read")
         return AttachState(True, path, text.strip() == "ok", text.strip())
 
@@ -184,21 +190,27 @@ class LibiscsiBridge:
         if pid is None:
             return False
         disk = Path(f"/proc/{pid}/root{self._dir(target) / 'mnt' / 'disk'}")
-        return await probe_path(disk, self.timeout_s + 2.0)
+        key = target.slug + "/disk"
+        try:
+            ok = await self.reads.read(key, lambda: read_block(disk), self.timeout_s + 2.0)
+        except OSError:
+            return False
+        return not self.reads.hung(key) if ok is None else ok
+
+
+def read_block(path: Path) -> bool:
+    """Whether 4 KiB at offset 0 of path read whole (OSError when they fail)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return len(os.pread(fd, PROBE_BYTES, 0)) == PROBE_BYTES
+    finally:
+        os.close(fd)
 
 
 async def probe_path(path: Path, timeout_s: float) -> bool:
     """False when 4 KiB at offset 0 of path fail to read (EIO); a slow read is not a failure."""
-
-    def read() -> bool:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return len(os.pread(fd, PROBE_BYTES, 0)) == PROBE_BYTES
-        finally:
-            os.close(fd)
-
     try:
-        return await asyncio.wait_for(asyncio.to_thread(read), timeout_s)
+        return await asyncio.wait_for(asyncio.to_thread(read_block, path), timeout_s)
     except OSError:
         return False
     except TimeoutError:
