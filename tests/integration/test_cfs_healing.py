@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -145,6 +146,39 @@ async def test_a_hot_spare_takes_the_place_of_a_lost_volume_at_once(tmp_path: Pa
         assert new_spare is not None and new_spare.provider.provider != victim
         assert await asyncio.to_thread(digest, data) == want
         print(f"the spare was replacing {took:.1f} s after the kill; {history}")
+
+
+async def test_a_hung_bridge_is_noticed_and_logged_in_afresh(tmp_path: Path) -> None:
+    """A bridge that stops answering (SIGSTOP: its FUSE requests wait for ever, and so
+    does zfs-fuse's I/O to that volume) is called hung after a minute of silence, killed
+    and replaced by a fresh login to the same lease; the pool goes on, every byte right."""
+    async with running_cfs(tmp_path) as (cfs, source, root):
+        assert cfs.healer is not None
+        data, want = await written(cfs, root, 8)
+        slot = cfs.healer.slots[5]
+        lease, pid_file = slot.lease, tmp_path / "bridges" / slot.lease.target.slug / "pid"
+        os.kill(int(pid_file.read_text()), signal.SIGSTOP)
+        stalls: list[tuple[str, int]] = []
+
+        def noticed() -> bool:
+            if cfs.zfs.stall is not None:
+                stalls.append(cfs.zfs.stall)
+            return any("hung" in h for h in cfs.healer.history)  # type: ignore[union-attr]
+
+        started = time.monotonic()
+        async with stepping(cfs) as steps, writing(root) as files:
+            await until(cfs, noticed, 240, "the hung bridge noticed")
+            took = time.monotonic() - started
+            history = await until(cfs, lambda: healed(cfs), 240, "the pool ONLINE, none lost")
+        assert cfs.healer.slots[5].lease.lease_id == lease.lease_id  # reattached, not replaced
+        assert source.released == []
+        assert await asyncio.to_thread(digest, data) == want
+        for path, digest_ in files.items():
+            assert await asyncio.to_thread(digest, path) == digest_, path
+        print(
+            f"hung bridge noticed after {took:.0f} s; longest step {max(steps):.1f} s; "
+            f"zpool stalls seen: {sorted(set(stalls))}; {len(files)} files; {history}"
+        )
 
 
 def spare_ready(cfs: Cfs) -> bool:
