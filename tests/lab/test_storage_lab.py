@@ -1,20 +1,29 @@
 """Issue 5 in the lab: a CFS pool over 8 real providers heals alone, and suspends cleanly at 4.
 
-12 nodes in 12 locations and networks: node1 runs the CFS (entitlement 640 MiB, so 8
-volumes of 128 MiB), every other node a Volume Provider. Everything is real: the RMS
-broadcast, the volume protocol, nested wireguard-go links, tgtd with CHAP, libiscsi bridges,
-zfs-fuse. The test only reads node1's `pool` status section and uses files in the pool.
+14 nodes in 14 locations and networks: node1 runs the CFS (entitlement 640 MiB, so 8
+volumes of 128 MiB), every node a Volume Provider. Everything is real: the RMS broadcast,
+the volume protocol, nested wireguard-go links, tgtd with CHAP, libiscsi bridges, zfs-fuse.
+The tests read node1's `pool`, `vpns` and `vpn_joins` status sections and use files in the
+pool; the three run in order on one lab.
+
+1. The pool of the entitled size over 8 providers with distinct UUIDs, and node1 sharing
+   management VPNs with at least 8 + 3 providers: its CFS asks its RMS for more VPNs
+   until it does (docs/cfs.md, "Reach").
+2. The issue's first acceptance point: 200 MB with checksums, 3 providers cut while
+   reading, healing onto 3 replacements with nobody's help (on request only: OPT_IN).
+3. 4 providers cut at once: the pool suspends, then resumes (on request only).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +36,45 @@ from tests.lab.support import lab, node_statuses, status_json
 NODES, FILES, FILE_MB, KILLED = 14, 10, 20, 3
 TOOLS = ("tgtd", "zfs-fuse", "wireguard-go", "ip", "nsenter")
 pytestmark = [
-    pytest.mark.skipif(
-        os.environ.get("RMS_LAB_ACCEPTANCE") != "1",
-        reason=(
-            "opt-in (RMS_LAB_ACCEPTANCE=1): not yet passing reliably in the lab. Build, "
-            "200 MB with checksums and reads through 3 losses pass, and a replacement "
-            "resilvers; but node1 may share management VPNs with only 9 of the 13 "
-            "providers (VPNs fill at 8), leaving 1 spare for 3 losses, so healing stalls; "
-            "earlier runs, with enough spares, hung in `zpool replace`/`clear` of the 2nd "
-            "and 3rd loss; the suspend-at-4 part is unreached in the lab; see docs/cfs.md"
-        ),
-    ),
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
     pytest.mark.skipif(
         any(shutil.which(t) is None for t in TOOLS),
         reason="needs tgt, zfs-fuse, wireguard-go and iproute2",
     ),
 ]
+OPT_IN = pytest.mark.skipif(
+    os.environ.get("RMS_LAB_ACCEPTANCE") != "1",
+    reason=(
+        "opt-in (RMS_LAB_ACCEPTANCE=1): not yet passing in the lab. With 12 of 13 "
+        "providers in reach, 200 MB written and read back right through 3 cuts, the CFS "
+        "replaced the first loss; while that replacement resilvered, the second loss's "
+        "`zpool offline` hung 20 s and the `zpool replace` after it aborted zfs-fuse "
+        "(assertion in dsl_pool_scrub_cancel_sync), so the pool was gone; the 4-at-once "
+        "part is unreached; see docs/cfs.md"
+    ),
+)
+
+
+class Storage:
+    """The module's lab and what the first test left in its pool."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pool: dict[str, Any] = {}  # the pool section once built
+        self.sums = ""  # `sha256sum f*` of the files written, once written
+        self.healed: dict[str, Any] = {}  # the pool section once healed
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[Storage]:
+    """One 14-node lab with storage for the module, torn down whatever happened."""
+    name = "t" + secrets.token_hex(4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RMS_LAB_STORAGE", "1")  # tests/lab/support.py leaves storage out
+        try:
+            yield Storage(name)
+        finally:
+            lab(name, "down")
 
 
 def pool_of(name: str) -> dict[str, Any]:
@@ -87,12 +118,13 @@ def reachable(name: str) -> int:
     return len({p.get("node_id") for v in vpns for p in v.get("peers", [])})
 
 
-def wait_reachable(name: str, needed: int, timeout_s: float) -> None:
+def wait_reachable(name: str, needed: int, timeout_s: float) -> int:
+    """How many providers node1 reaches, once at least `needed`."""
     deadline, seen = time.monotonic() + timeout_s, 0
     while time.monotonic() < deadline:
         seen = reachable(name)
         if seen >= needed:
-            return
+            return seen
         time.sleep(5)
     raise AssertionError(
         f"node1 shares a management VPN with only {seen} providers; the pool's 8 and "
@@ -135,52 +167,59 @@ def restore(name: str, node: str) -> None:
     subprocess.run(["ip", "-n", f"{name}-{node}", "link", "set", "eth0", "up"], check=True)
 
 
-@pytest.mark.timeout(2400)  # a 14-node lab, 200 MB through nested links, 3 resilvers
-def test_pool_of_eight_heals_three_losses_and_suspends_at_four(
-    lab_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RMS_LAB_STORAGE", "1")  # tests/lab/support.py leaves storage out
+@pytest.mark.timeout(900)  # lab up ~1 min, pool ~2 min, reach ~1 min: 4-6 min in all here
+def test_cfs_builds_its_pool_and_reaches_enough_providers(storage: Storage) -> None:
+    name = storage.name
     up = lab(
-        lab_name,
-        "up",
-        "--nodes",
-        str(NODES),
-        "--locations",
-        str(NODES),
-        "--networks",
-        str(NODES),
-        "--timeout",
-        "180",
-    )
+        name, "up", "--nodes", str(NODES), "--locations", str(NODES), "--networks", str(NODES),
+        "--timeout", "180",
+    )  # fmt: skip
     assert up.returncode == 0, up.stderr[-3000:]
-    pool = wait_pool(lab_name, healthy, 420, "ONLINE pool of 8")
-    names = node_of(lab_name)
+    pool = wait_pool(name, healthy, 420, "ONLINE pool of 8")
+    names = node_of(name)
     providers = [v["provider"] for v in pool["volumes"]]
     assert len(set(providers)) == 8 and "node1" not in {names.get(p) for p in providers}
-    assert pool["size_bytes"] >= 8 * 120 * 2**20
+    assert pool["size_bytes"] >= 8 * 120 * 2**20  # the entitlement's 8 volumes of 128 MiB
 
-    sums = in_node1(lab_name, (
+    # The CFS asks its RMS for more VPNs until 8 + 3 providers are within reach: the pool's
+    # 8 and a replacement for each of the 3 losses RAIDZ3 outlives (docs/cfs.md, "Reach").
+    reach = wait_reachable(name, 8 + KILLED, 300)
+    status = node_statuses(name)["node1"]
+    wanted, held = status["vpn_joins"]["wanted"], len(status["vpns"])
+    print(f"node1 reaches {reach} of {NODES - 1} providers in {held} VPNs; wants {wanted}")
+    assert held <= wanted["max"] == 4
+    storage.pool = pool
+
+
+@OPT_IN
+@pytest.mark.timeout(1500)
+def test_pool_of_eight_heals_three_losses_alone(storage: Storage) -> None:
+    name, pool = storage.name, storage.pool
+    if not pool:
+        pytest.skip("needs the pool of the test before")
+    names = node_of(name)
+    providers = [v["provider"] for v in pool["volumes"]]
+    sums = in_node1(name, (
         f"cd /run/cfs/pool && for i in $(seq 1 {FILES}); do "
         f"head -c {FILE_MB}M /dev/urandom > f$i; done && sync && sha256sum f*"
     ))  # fmt: skip
     assert len(sums.splitlines()) == FILES
-
-    wait_reachable(lab_name, 8 + KILLED, 300)
+    wait_reachable(name, 8 + KILLED, 300)
     victims = [names[p] for p in providers[:KILLED]]
     reader = subprocess.Popen(
-        [*lab_argv(lab_name), "exec", "--name", lab_name, "node1", "--", "sh", "-c",
+        [*lab_argv(name), "exec", "--name", name, "node1", "--", "sh", "-c",
          "cd /run/cfs/pool && sha256sum f*"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     for node in victims:
-        cut(lab_name, node, kill=True)
-    out, err = reader.communicate(timeout=900)
+        cut(name, node, kill=True)
+    out, err = reader.communicate(timeout=600)
     assert reader.returncode == 0 and out == sums, err[-2000:]
 
     # Nobody does anything: the CFS notices, replaces, resilvers and releases on its own.
     started = time.monotonic()
     pool = wait_pool(
-        lab_name,
+        name,
         lambda p: (
             healthy(p) and not set(victims) & {names.get(v["provider"]) for v in p["volumes"]}
         ),
@@ -188,22 +227,31 @@ def test_pool_of_eight_heals_three_losses_and_suspends_at_four(
         "healed pool",
     )
     heal_s = time.monotonic() - started
-    assert in_node1(lab_name, "cd /run/cfs/pool && sha256sum f*") == sums
+    assert in_node1(name, "cd /run/cfs/pool && sha256sum f*") == sums
     print(f"3 providers replaced, pool ONLINE again after {heal_s:.0f} s: {pool['healing'][-6:]}")
+    storage.sums, storage.healed = sums, pool
 
+
+@OPT_IN
+@pytest.mark.timeout(1500)
+def test_four_losses_suspend_and_resume(storage: Storage) -> None:
     # Four at once: no replacement can rebuild anything; reads fail (EIO), never lie.
+    name, sums, pool = storage.name, storage.sums, storage.healed
+    if not sums:
+        pytest.skip("needs the healed pool of the test before")
+    names = node_of(name)
     four = [names[v["provider"]] for v in pool["volumes"][:4]]
     for node in four:
-        cut(lab_name, node, kill=False)
+        cut(name, node, kill=False)
     check = subprocess.run(
-        [*lab_argv(lab_name), "exec", "--name", lab_name, "node1", "--", "sh", "-c",
+        [*lab_argv(name), "exec", "--name", name, "node1", "--", "sh", "-c",
          "cd /run/cfs/pool && sha256sum f*"],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     right = set(sums.splitlines())
     assert all(line in right for line in check.stdout.splitlines()), "a file read back wrong"
-    wait_pool(lab_name, lambda p: p.get("lost", 0) >= 4, 300, "4 lost volumes")
+    wait_pool(name, lambda p: p.get("lost", 0) >= 4, 300, "4 lost volumes")
     for node in four:
-        restore(lab_name, node)
-    wait_pool(lab_name, healthy, 600, "resumed pool")
-    assert in_node1(lab_name, "cd /run/cfs/pool && sha256sum f*") == sums
+        restore(name, node)
+    wait_pool(name, healthy, 600, "resumed pool")
+    assert in_node1(name, "cd /run/cfs/pool && sha256sum f*") == sums
