@@ -4,8 +4,9 @@ Each path keeps its own shortlist of candidates sorted by XOR distance to the ta
 most `alpha` requests in flight. A node is queried by at most one path (the `claimed` set),
 so an adversary on one path cannot steer the others: the lookup succeeds if any path
 reaches honest nodes holding the value. A path ends when the k closest candidates it knows
-have all answered or failed; the lookup ends when every path has, when a value lookup found
-its record, or at the deadline. This module only decides whom to ask next; the node sends.
+have all answered or failed; the lookup ends when every path has, when a value lookup has
+collected the copies its requests in flight bring (`rms.dht.ops`), or at the deadline.
+This module only decides whom to ask next; the node sends.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ class Lookup:
         if path.in_flight:
             return False
         return all(path.state[c.node_id] == ANSWERED for c in self._ranked(path))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered or failed, over all paths."""
+        return sum(p.in_flight for p in self.paths)
 
     @property
     def done(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from rms.dht import server
@@ -19,9 +19,9 @@ from rms.dht.lookup import Lookup
 from rms.dht.ops import Kind, Operation, Pending, finish, on_answer, pump
 from rms.dht.puzzle import satisfies
 from rms.dht.reach import Reach
-from rms.dht.records import Record, parse_record, provider_key, sign_record
+from rms.dht.records import Record, Seqs, parse_record, provider_key, record_key, sign_record
 from rms.dht.relay import Boxes, Forwards
-from rms.dht.routing import RoutingTable, bucket_index, distance
+from rms.dht.routing import Origins, RoutingTable, bucket_index, distance
 from rms.dht.rpc import ANSWERS, RateLimiter
 from rms.dht.store import RecordStore
 from rms.dht.types import Address, Contact, DhtConfig, Output, Send, SockAddr
@@ -58,11 +58,14 @@ class DhtNode:
         self.pending: dict[bytes, Pending] = {}
         self.ops: dict[int, Operation] = {}
         self.own: dict[tuple[bytes, bytes], Record] = {}  # our records, for republishing
+        self.seqs = Seqs()  # the last seq we signed per key: never reused, never lower
+        self.origins = Origins()  # the network of each address, for the per-origin limits
         self.reach = Reach(self.key, config, self.table)
         self.limiter = RateLimiter(config.request_rate, config.request_burst)
         self.forwards = Forwards(config.relay_rate, config.max_pending, config.request_timeout_s)
         self.boxes = Boxes(identity)
         self.counters: Counter[str] = Counter()
+        self.repairs = 0  # stale replicas our value lookups sent the newest copy to
         self._next_op = 1
         self._next_internal = 0
         self._joined = False
@@ -103,14 +106,30 @@ class DhtNode:
         record = parse_record(raw)
         if record.publisher == self.key:
             self.own[(record.key, record.publisher)] = record
+            self.seqs.note(record.key, record.seq)
         op_id, out = self._start_op(Kind.PUT, record.key, now, None, record)
         return op_id, out
 
     def publish(self, kind: str, fields: dict[str, object], now: float) -> tuple[int, list[Output]]:
-        """Sign a record of ours (seq from the clock, so it survives restarts) and put it."""
+        """Sign a record of ours and put it; raises RecordError.
+
+        Its seq is above every seq we signed under its key (`Seqs`), even if the clock
+        stepped back since.
+        """
+        return self.start_put(self._sign_own(kind, fields, now), now)
+
+    def next_seq(self, key: bytes, now: float) -> int:
+        """The seq our next record under `key` must carry (for records signed elsewhere)."""
+        return self.seqs.next(key, now)
+
+    def _sign_own(self, kind: str, fields: dict[str, object], now: float) -> bytes:
+        seq = self.seqs.next(record_key(kind, self.key, fields), now)
         ttl = self.config.policy.dht_record_ttl_s
-        raw = sign_record(self.identity, kind, int(now * 1000), now + ttl, fields)
-        return self.start_put(raw, now)
+        return sign_record(self.identity, kind, seq, now + ttl, fields)
+
+    def set_origins(self, origins: Mapping[str, str]) -> None:
+        """The network of each address the adapter vouches for (host -> label)."""
+        self.origins.set(origins)
 
     def set_addresses(self, addresses: Sequence[Address]) -> None:
         """Our own addresses changed (a VPN joined or left): send from and announce these."""
@@ -155,13 +174,22 @@ class DhtNode:
         if not satisfies(env.sender, self.config.bits):
             self.counters["puzzle"] += 1  # S/Kademlia: unsolved keys are not peers
             return []
-        if env.msg_type in ANSWERS:
-            return server.serve(self, env, data, addr, now, back=None)
-        if env.msg_type == msgs.RELAY:
-            return server.relay(self, env, data, addr, now)
+        if env.msg_type in ANSWERS or env.msg_type == msgs.RELAY:
+            return self._request_received(env, data, addr, now)
         if env.msg_type == msgs.RELAYED:
             return self._relayed(env, addr, now)
         return self._answer(env, addr, now, relayed_by=None)
+
+    def _request_received(
+        self, env: Envelope, data: bytes, addr: SockAddr, now: float
+    ) -> list[Output]:
+        # Every request counts against the network it came from, relayed ones too.
+        if not self.limiter.allow(self.origins.of(addr[0]), now):
+            self.counters["rate_limited"] += 1
+            return []
+        if env.msg_type == msgs.RELAY:
+            return server.relay(self, env, data, addr, now)
+        return server.serve(self, env, data, addr, now, back=None)
 
     def _answer(
         self, env: Envelope, addr: SockAddr, now: float, relayed_by: bytes | None
@@ -190,9 +218,13 @@ class DhtNode:
     def _prove(self, pending: Pending, now: float) -> None:
         contact = pending.contact
         contact.failures = 0
+        # It counts against the network we heard it from: its own, or our first relay's.
+        origin = self.origins.of(pending.addr[0])
         if not pending.relayed:
             self.reach.prove(pending.addr, now)
-        oldest = self.table.add(contact, now)
+        else:
+            origin = "via:" + origin
+        oldest = self.table.add(contact, now, origin)
         self.reach.note_relay(contact)
         if oldest is not None and not self._pinging(oldest):
             self._ping(oldest, now)
@@ -235,7 +267,9 @@ class DhtNode:
             addr = self.reach.direct_addr(contact)
             if addr is None:
                 return self._fail_later(contact, msg_type, now, op_id, path)
-            self.pending[rid] = Pending(expects, contact, addr, contact.key, deadline, op_id, path)
+            self.pending[rid] = Pending(
+                expects, contact, addr, contact.key, deadline, op_id, path, sent=now
+            )
             return [Send(addr, data)]
         sent = server.send_relayed(
             self, contact, rid, data, expects=expects, deadline=deadline, op_id=op_id, path=path,
@@ -248,7 +282,9 @@ class DhtNode:
     ) -> list[Output]:
         # Record it as a request that times out at once, so the lookup moves on next tick.
         rid = self.rng.randbytes(msgs.RID_SIZE)
-        self.pending[rid] = Pending(ANSWERS[msg_type], contact, ("", 0), b"", now, op_id, path)
+        self.pending[rid] = Pending(
+            ANSWERS[msg_type], contact, ("", 0), b"", now, op_id, path, sent=now
+        )
         return []
 
     def _encode(self, msg_type: MessageType, body: dict[str, object], now: float) -> bytes | None:
@@ -268,7 +304,10 @@ class DhtNode:
         return self._request(contact, msgs.PING, {}, now, op_id=None, path=0)
 
     def _pinging(self, contact: Contact) -> bool:
-        return any(p.contact is contact and p.op_id is None for p in self.pending.values())
+        return any(
+            p.contact is contact and p.op_id is None and p.expects == msgs.PONG
+            for p in self.pending.values()
+        )
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -285,7 +324,7 @@ class DhtNode:
         for rid in [r for r, p in self.pending.items() if p.deadline <= now]:
             out += self._timed_out(self.pending.pop(rid), now)
         for op in [o for o in self.ops.values() if o.deadline <= now]:
-            out += finish(self, op, op.kind is Kind.PUT and op.stored > 0, now)
+            out += finish(self, op, op.found_enough(), now)
         if now >= self._maintenance_at:
             self._maintenance_at = now + MAINTENANCE_S
             out += self._maintain(now)
@@ -341,9 +380,10 @@ class DhtNode:
         out: list[Output] = []
         ttl = self.config.policy.dht_record_ttl_s
         for slot, record in list(self.own.items()):
-            seq = max(record.seq + 1, int(now * 1000))
+            seq = self.seqs.next(record.key, now)
             raw = sign_record(self.identity, record.kind, seq, now + ttl, dict(record.fields))
             self.own[slot] = parse_record(raw)
+            self.seqs.note(record.key, seq)
             out += self._start(Kind.PUT, record.key, now, None, record=self.own[slot])
         return out
 
@@ -357,9 +397,11 @@ class DhtNode:
             "estimated_nodes": self.estimated_nodes(),
             "stored_records": self.store.count,
             "own_records": len(self.own),
+            "known_origins": len(self.origins),
             "pending_requests": len(self.pending),
             "operations": len(self.ops),
             "relayed": self.forwards.relayed,
+            "repairs": self.repairs,
             "dropped": dict(sorted(self.counters.items())),
         }
 

@@ -24,7 +24,7 @@ auditor's latest report about the provider it names (never itself), whose own si
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "RECORD_CONTEXT",
     "Record",
     "RecordError",
+    "Seqs",
     "audit_key",
     "parse_record",
     "peer_key",
@@ -118,10 +119,47 @@ def record_key(kind: str, publisher: bytes, fields: dict[str, object]) -> bytes:
     if kind == PEER:
         return peer_key(publisher)
     if kind == PROVIDER:
-        return provider_key(str(fields["resource"]))
+        return provider_key(str(fields.get("resource")))
     if kind == AUDIT:
-        return audit_key(_bytes(fields["provider"]))
-    return vpn_key(_bytes(fields["vpn"]))
+        return audit_key(_bytes(fields.get("provider")))
+    return vpn_key(_bytes(fields.get("vpn")))
+
+
+MAX_SEQ = 2**63 - 1  # seq is a non-negative msgpack int below 2**63
+
+
+class Seqs:
+    """The last seq a publisher signed under each key, so its next one is strictly above.
+
+    A replica refuses a lower or equal seq (no rollback), so a seq taken from a clock that
+    stepped back would be refused until the clock caught up: the next seq is the clock in
+    milliseconds or the last one + 1, whichever is higher. The daemon keeps these across
+    restarts (`rms.dht.seqfile`). At most `capacity` keys; the lowest seq is forgotten first.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.last: dict[bytes, int] = {}
+        self.changes = 0  # bumped on every change, so an adapter knows when to save
+
+    def next(self, key: bytes, now: float) -> int:
+        """The seq of our next record under `key` at wall-clock time `now`."""
+        return max(int(now * 1000), self.last.get(key, -1) + 1)
+
+    def note(self, key: bytes, seq: int) -> None:
+        """We signed (or held before a restart) `seq` under `key`."""
+        if type(seq) is not int or not 0 <= seq < MAX_SEQ or seq <= self.last.get(key, -1):
+            return
+        self.last[key] = seq
+        self.changes += 1
+        if len(self.last) > self.capacity:
+            del self.last[min(self.last, key=self.last.__getitem__)]
+
+    def restore(self, seqs: Mapping[bytes, int]) -> None:
+        """Seqs used before a restart; keys that are not 32 bytes are ignored."""
+        for key, seq in seqs.items():
+            if type(key) is bytes and len(key) == 32:
+                self.note(key, seq)
 
 
 def peer_fields(addresses: Sequence[Address]) -> dict[str, object]:

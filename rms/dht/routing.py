@@ -6,20 +6,30 @@ section 2.2, XOR metric). Only contacts whose address a round trip proved are ev
 A full bucket keeps its old contacts, which answer pings, over newcomers (Kademlia section
 2.2: long-lived nodes are likelier to stay); newcomers wait in a replacement cache and only
 take over after `max_failures` consecutive failures of an old contact. At most `per_subnet`
-contacts of one /24 (IPv4) or /48 (IPv6) share a bucket, so an attacker with one network
-cannot fill it (eclipse resistance).
+contacts of one origin share a bucket, so an attacker with one network cannot fill it
+(eclipse resistance). An origin is the network a contact is on (`Origins`), not the address
+it claims: docs/dht.md, "Origins".
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from rms.dht.types import Contact
 
-__all__ = ["ID_BITS", "Bucket", "RoutingTable", "bucket_index", "distance", "subnet_of"]
+__all__ = [
+    "ID_BITS",
+    "Bucket",
+    "Origins",
+    "RoutingTable",
+    "bucket_index",
+    "distance",
+    "subnet_of",
+]
 
 ID_BITS = 256
 
@@ -45,8 +55,44 @@ def subnet_of(host: str) -> str:
     return str(ipaddress.ip_network((ip, prefix), strict=False))
 
 
+@lru_cache(maxsize=16384)
+def canonical(host: str) -> str:
+    """One spelling per IP address (`FD00:0::1` and `fd00::1` are one host)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+class Origins:
+    """The network each address we hear from is on: what the per-origin limits count.
+
+    The adapter tells the core the origin of the addresses it vouches for (in the daemon:
+    every member of the node's VPNs, labelled with the network its guardian-signed roster
+    lists); any other address is its own /24 or /48. A management address is in its VPN's
+    /48, so an unknown member counts with its whole VPN: never more origins than we know.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def set(self, origins: Mapping[str, str]) -> None:
+        """Replace the known origins: host -> network label."""
+        self._known = {canonical(host): label for host, label in origins.items()}
+
+    def of(self, host: str) -> str:
+        """The origin of a host we heard from (or sent to and got an answer from)."""
+        label = self._known.get(canonical(host))
+        return subnet_of(host) if label is None else "net:" + label
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
 def contact_subnet(contact: Contact) -> str:
-    """The subnet a contact counts against: that of its first address."""
+    """The origin a contact counts against: set when proven, else its first address's subnet."""
+    if contact.origin:
+        return contact.origin
     return subnet_of(contact.addresses[0].host) if contact.addresses else ""
 
 
@@ -88,18 +134,27 @@ class RoutingTable:
             return False
         return len(self.buckets[bucket_index(self.own_id, node_id)].contacts) < self.k
 
-    def add(self, contact: Contact, now: float) -> Contact | None:
-        """Add or refresh a proven contact; returns the oldest contact to ping if full."""
+    def add(self, contact: Contact, now: float, origin: str = "") -> Contact | None:
+        """Add or refresh a contact proven via `origin`; returns the oldest to ping if full."""
         if contact.node_id == self.own_id:
             return None
         bucket = self.buckets[bucket_index(self.own_id, contact.node_id)]
         bucket.last_activity = now
         old = bucket.contacts.get(contact.node_id)
         if old is not None:
+            # The route a round trip just proved wins unless it is longer than the one we
+            # had, or counts against another origin that has no room left in the bucket.
+            adopt = len(contact.route) <= len(old.route)
+            moved = bool(origin) and origin != old.origin
+            if adopt and moved and not self._subnet_ok(bucket, origin, skip=old.node_id):
+                adopt = False
+            if adopt:
+                old.origin, old.route = origin or old.origin, contact.route
             _refresh(old, contact, now)
             bucket.contacts.move_to_end(contact.node_id)
             return None
-        if not self._subnet_ok(bucket, contact):
+        contact.origin = origin or contact.origin
+        if not self._subnet_ok(bucket, contact_subnet(contact)):
             self.refused_subnet += 1
             return None
         contact.first_seen = contact.first_seen or now
@@ -161,9 +216,10 @@ class RoutingTable:
         """Mark a bucket as refreshed."""
         self.buckets[index].last_activity = now
 
-    def _subnet_ok(self, bucket: Bucket, contact: Contact) -> bool:
-        subnet = contact_subnet(contact)
-        same = sum(1 for c in bucket.contacts.values() if contact_subnet(c) == subnet)
+    def _subnet_ok(self, bucket: Bucket, origin: str, skip: bytes = b"") -> bool:
+        same = sum(
+            1 for c in bucket.contacts.values() if c.node_id != skip and contact_subnet(c) == origin
+        )
         return same < self.per_subnet
 
     def _remember_replacement(self, bucket: Bucket, contact: Contact) -> None:
@@ -176,7 +232,7 @@ class RoutingTable:
         # The most recently seen replacement is the likeliest to be alive.
         while bucket.replacements:
             _, candidate = bucket.replacements.popitem(last=True)
-            if self._subnet_ok(bucket, candidate):
+            if self._subnet_ok(bucket, contact_subnet(candidate)):
                 candidate.failures = 0
                 bucket.contacts[candidate.node_id] = candidate
                 return
@@ -186,6 +242,3 @@ def _refresh(old: Contact, new: Contact, now: float) -> None:
     old.last_seen = now
     old.failures = 0
     old.addresses = new.addresses or old.addresses
-    # The route a round trip just proved wins unless it is longer than the one we had.
-    if len(new.route) <= len(old.route):
-        old.route = new.route

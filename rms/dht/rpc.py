@@ -103,7 +103,8 @@ class RateLimiter:
     def allow(self, source: object, now: float) -> bool:
         """Take one token for `source` if it has one."""
         tokens = self._buckets.pop(source, None) or _Tokens(self.burst, now)
-        tokens.level = min(self.burst, tokens.level + (now - tokens.stamp) * self.rate)
+        # A clock that stepped back refills nothing (and takes nothing away).
+        tokens.level = min(self.burst, tokens.level + max(0.0, now - tokens.stamp) * self.rate)
         tokens.stamp = now
         self._buckets[source] = tokens
         if len(self._buckets) > self.capacity:

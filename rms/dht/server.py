@@ -1,8 +1,9 @@
 """The serving side of a DHT node: answering requests and relaying (docs/dht.md).
 
-Functions of the node rather than methods, to keep `rms.dht.node` readable. Every request
-is rate-limited per source subnet; a reply to an address no round trip has proven is at most
-`amplification` times the request (anti-amplification, as QUIC does, RFC 9000 section 8).
+Functions of the node rather than methods, to keep `rms.dht.node` readable. The node has
+already rate-limited every request per source origin; a reply to an address no round trip
+has proven is at most `amplification` times the request (anti-amplification, as QUIC does,
+RFC 9000 section 8).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING
 from rms.dht.ops import Pending
 from rms.dht.records import RecordError, parse_record
 from rms.dht.relay import Forward
-from rms.dht.routing import subnet_of
 from rms.dht.rpc import ANSWERS, addresses_of, fit_contacts, new_contact
 from rms.dht.store import StoreOutcome
 from rms.dht.types import Contact, Output, SockAddr
@@ -35,9 +35,6 @@ def serve(
     *, back: tuple[SockAddr, bytes] | None,
 ) -> list[Output]:  # fmt: skip
     """Answer a request, directly or (with `back`) boxed through the relay that brought it."""
-    if back is None and not node.limiter.allow(subnet_of(addr[0]), now):
-        node.counters["rate_limited"] += 1
-        return []
     budget = _budget(node, env, data, addr, back is not None)
     reply_type, body = _reply(node, env, addr, now, budget, relayed=back is not None)
     out = _learn(node, env, addr, now) if back is None else []
@@ -62,8 +59,11 @@ def _reply(
     if kind == msgs.PING:
         return msgs.PONG, {"rid": rid}
     if kind == msgs.STORE:
-        # A relayed store counts against its origin, not against the relay that carried it.
-        source = subnet_of(addr[0]) if not relayed else "origin:" + env.sender.hex()
+        # A store counts against the network we heard it from. A relayed one comes from a
+        # node we cannot place (its key is free to make), so it counts against the relay
+        # that brought it, apart from that relay's own records (docs/dht.md, "Origins").
+        origin = node.origins.of(addr[0])
+        source = "relay:" + origin if relayed else origin
         return msgs.STORED, {"rid": rid, "ok": _store(node, body["record"], source, now)}
     target = body["target"] if kind == msgs.FIND_NODE else body["key"]
     closest = [c for c in node.table.closest(target, node.config.k) if c.key != env.sender]  # type: ignore[arg-type]
@@ -198,6 +198,6 @@ def send_relayed(
         "rid": rid, "from": node._from, "origin": node.key, "path": wire_hops, "inner": boxed,
     }  # fmt: skip
     node.pending[rid] = Pending(
-        expects, contact, first_addr, first.key, deadline, op_id, path, True
+        expects, contact, first_addr, first.key, deadline, op_id, path, True, sent=now
     )
     return node._send_raw(first_addr, msgs.RELAY, body, now)

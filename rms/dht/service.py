@@ -19,14 +19,17 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv6Network, ip_address
+from pathlib import Path
 from typing import Any, cast
 
 import structlog
 
+from rms.dht import seqfile
 from rms.dht.node import DhtNode
+from rms.dht.ops import with_held
 from rms.dht.puzzle import grind_seed, satisfies
 from rms.dht.records import (
     PROVIDER,
@@ -76,6 +79,9 @@ class VpnView:
     vpn_id: uuid.UUID
     address: str  # this node's management address in the VPN
     members: tuple[bytes, ...]  # the other members' node keys, from the roster
+    # member key -> the network UUID the guardian-signed roster lists for it: the origin
+    # the DHT's per-origin limits count the member against (docs/dht.md, "Origins")
+    networks: Mapping[bytes, uuid.UUID] = field(default_factory=dict)
 
 
 def member_dht_address(vpn_id: uuid.UUID, key: bytes) -> Address:
@@ -132,6 +138,7 @@ class DhtService:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         opener: Opener = udp_open,
+        state_dir: Path | None = None,
     ) -> None:
         self._clock = clock  # wall clock: envelopes and records carry UNIX times
         config = DhtConfig(addresses=(), policy=policy)
@@ -151,6 +158,8 @@ class DhtService:
         self._publish_again: tuple[float, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._log = log.bind(node_id=identity.node_id_hex[:16])
+        self._origins: tuple[object, ...] = ()  # the views' networks the core was given
+        self._seqs = seqfile.SeqKeeper(state_dir, self.core.seqs, self._log, self.counters)
         if not self.puzzle_solved:
             self._log.warning("dht.key_fails_puzzle", bits=config.bits)
 
@@ -192,6 +201,7 @@ class DhtService:
         if addresses != self.core.config.addresses:
             self.core.set_addresses(addresses)
             self._log.info("dht.addresses", vpns=len(addresses))
+        self._set_origins(list(views.values()))
         now = self._clock()
         self._bootstrap([views[v] for v in self._bound], now)
         self._publish_peer(addresses, now)
@@ -209,6 +219,20 @@ class DhtService:
     def _unbind(self, vpn_id: uuid.UUID) -> None:
         bound = self._bound.pop(vpn_id)
         bound.transport.close()
+
+    def _set_origins(self, views: Sequence[VpnView]) -> None:
+        # Only the rosters of our own VPNs vouch for a network: every other address counts
+        # as its own /48 (a VPN), so an unknown node never adds an origin.
+        seen = tuple((v.vpn_id, tuple(sorted(v.networks.items()))) for v in views)
+        if seen == self._origins:
+            return
+        self._origins = seen
+        origins = {
+            member_dht_address(v.vpn_id, key).host: str(network)
+            for v in views
+            for key, network in v.networks.items()
+        }
+        self.core.set_origins(origins)
 
     def _bootstrap(self, views: Sequence[VpnView], now: float) -> None:
         # Through roster members the routing table lacks, each at most every RESEED_S.
@@ -244,6 +268,7 @@ class DhtService:
         self._apply(self.core.datagram_received(data, addr, self._clock()))
 
     def _apply(self, outputs: list[Output]) -> None:
+        self._seqs.save()  # before the records that use them leave: never reuse a seq
         for out in outputs:
             if isinstance(out, Send):
                 self._send(out)
@@ -299,14 +324,15 @@ class DhtService:
 
     async def get(self, key: bytes) -> LookupResult:
         """The best record under a single-publisher key (a peer record)."""
-        result = self._with_held(await self._wait(lambda now: self.core.start_get(key, now)))
+        found = await self._wait(lambda now: self.core.start_get(key, now))
+        result = with_held(self.core.store, found, self._clock())
         self._count("lookups", result.record is not None)
         return result
 
     async def find_records(self, key: bytes) -> LookupResult:
         """The records under a multi-publisher key (providers, VPN records)."""
         found = await self._wait(lambda now: self.core.start_find_records(key, now))
-        result = self._with_held(found)
+        result = with_held(self.core.store, found, self._clock())
         self._count("lookups", bool(result.records))
         return result
 
@@ -334,17 +360,26 @@ class DhtService:
         now = self._clock()
         fields = provider_fields(resource, amount, localities, self.core.config.addresses)
         expires = now + self.core.config.policy.dht_record_ttl_s
-        held = self.core.own.get((provider_key(resource), self.identity.public_key))
-        seq = max(int(now * 1000), 0 if held is None else held.seq + 1)  # two in one ms
+        seq = self.core.next_seq(provider_key(resource), now)  # above every seq before it
         raw = sign_record(self.identity, PROVIDER, seq, expires, fields)
         result = await self._wait(lambda now: self.core.start_put(raw, now))
         self._count("puts", result.stored > 0)
         return result
 
     async def put(self, raw: bytes) -> LookupResult:
-        """Put a record this node signed (RecordError if it is not one); republished."""
-        if parse_record(raw).publisher != self.identity.public_key:
+        """Put a record this node signed (RecordError if it is not one); republished.
+
+        A record whose seq is not above the last one this node signed under its key (two in
+        one millisecond, a clock that stepped back, a restart) is signed again with the next
+        seq, so that replicas take it.
+        """
+        record = parse_record(raw)
+        if record.publisher != self.identity.public_key:
             raise RecordError("only records this node signed are put and republished")
+        if record.seq <= self.core.seqs.last.get(record.key, -1):
+            seq = self.core.next_seq(record.key, self._clock())
+            fields = dict(record.fields)
+            raw = sign_record(self.identity, record.kind, seq, record.expires, fields)
         result = await self._wait(lambda now: self.core.start_put(raw, now))
         self._count("puts", result.stored > 0)
         return result
@@ -356,22 +391,6 @@ class DhtService:
     def own_records(self) -> list[bytes]:
         """The signed records this node publishes and keeps republishing."""
         return [record.raw for record in self.core.own.values()]
-
-    def _with_held(self, result: LookupResult) -> LookupResult:
-        # The core asks other nodes only; a replica held here counts too, and as everywhere
-        # the highest seq of each publisher wins.
-        held = self.core.store.get(result.key, self._clock())
-        if not held:
-            return result
-        if not held[0].multi:
-            theirs = None if result.record is None else parse_record(result.record)
-            better = theirs is None or held[0].seq > theirs.seq
-            return replace(result, record=held[0].raw) if better else result
-        best = {r.publisher: r for r in map(parse_record, result.records)}
-        for record in held:
-            if record.publisher not in best or record.seq > best[record.publisher].seq:
-                best[record.publisher] = record
-        return replace(result, records=tuple(best[k].raw for k in sorted(best)))
 
     async def _wait(self, start: Callable[[float], tuple[int, list[Output]]]) -> LookupResult:
         if len(self._waiting) >= MAX_WAITING:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from rms.dht.node import DhtNode
 from rms.dht.puzzle import grind_seed
-from rms.dht.records import PEER, peer_fields, peer_key
+from rms.dht.records import PEER, Record, parse_record, peer_fields, peer_key
 from rms.dht.routing import distance
 from rms.dht.types import Address, Contact, DhtConfig, LookupDone, Output, Send, SockAddr
 from rms.identity import NodeIdentity
@@ -47,6 +47,9 @@ class SimConfig:
     lookups: int = 300
     puzzle_bits: int = 4  # keys are ground for real; 8 costs ~256 keygens per node
     join_spacing_s: float = 0.05
+    republish: float = 0.0  # share of the records published again (higher seq) after churn
+    collect_span: float = 1.0  # DhtConfig.collect_span: 0 ends a get at its first copy
+    quorum: int = 2  # DhtConfig.quorum
 
 
 @dataclass(slots=True)
@@ -63,6 +66,11 @@ class SimReport:
     rpc_ratio: float
     datagrams: int
     table_mean: float
+    fresh: float  # of the records found, the share that were the newest (highest seq)
+    copies_mean: float  # valid copies a get collected
+    repaired: int  # stale replicas the gets stored the newest copy back to
+    latency_p50_ms: float  # simulated time from start_get to its end
+    latency_p95_ms: float
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -82,6 +90,8 @@ class Simulator:
         self.timers: list[tuple[float, int, int]] = []
         self.scheduled: dict[int, float] = {}
         self.results: dict[tuple[int, int], LookupDone] = {}
+        self.started: dict[tuple[int, int], float] = {}
+        self.ended: dict[tuple[int, int], float] = {}
         self.datagrams = 0
         self._seq = 0
         n_vpns = (
@@ -103,7 +113,10 @@ class Simulator:
         )
         for a in addresses:
             self.where[a.sock] = index
-        config = DhtConfig(addresses=addresses, puzzle_bits=self.config.puzzle_bits)
+        config = DhtConfig(
+            addresses=addresses, puzzle_bits=self.config.puzzle_bits,
+            collect_span=self.config.collect_span, quorum=self.config.quorum,
+        )  # fmt: skip
         rng = random.Random(self.rng.getrandbits(64))  # noqa: S311 - seeded, replayable
         node = DhtNode(identity, config, rng, self.now)
         self.nodes.append(node)
@@ -139,6 +152,7 @@ class Simulator:
                 self._send(index, out)
             else:
                 self.results[(index, out.op_id)] = out
+                self.ended[(index, out.op_id)] = self.now
         self._arm(index)
 
     def _send(self, src: int, send: Send) -> None:
@@ -202,6 +216,7 @@ class Simulator:
         if ideal:  # ideal routing: the live k closest, those we can reach directly
             seeds = [c for c in self.oracle(key) if node.reach.direct_addr(c) is not None]
         op_id, out = node.start_get(key, self.now, seeds)
+        self.started[(origin, op_id)] = self.now
         self._handle(origin, out)
         return origin, op_id
 
@@ -216,33 +231,57 @@ def run(config: SimConfig) -> SimReport:
         sim.run_until(sim.now + config.join_spacing_s)
     sim.run_until(sim.now + 30)
     seconds["join"] = time.perf_counter() - started
-    keys = _publish(sim, config)
+    publishers = _publish(sim, config)
     seconds["publish"] = time.perf_counter() - started - seconds["join"]
     _churn(sim, config)
+    if config.republish:
+        _republish(sim, config, publishers)
     seconds["churn"] = time.perf_counter() - started - sum(seconds.values())
-    found, rpcs, ideal = _lookups(sim, config, keys)
+    got = _lookups(sim, config, [peer_key(sim.nodes[i].key) for i in publishers])
     seconds["lookups"] = time.perf_counter() - started - sum(seconds.values())
     live = [n for i, n in enumerate(sim.nodes) if sim.alive[i]]
-    ours = rpcs / max(1, config.lookups)
-    best = ideal / max(1, config.lookups)
+    ours = got.rpcs / max(1, config.lookups)
+    best = got.ideal_rpcs / max(1, config.lookups)
+    newest = {r.key: r.seq for i in publishers for r in sim.nodes[i].own.values()}
+    fresh = sum(1 for r in got.records if newest.get(r.key) == r.seq)
     return SimReport(
-        nodes=config.nodes, live=len(live), lookups=config.lookups, found=found,
-        recall=found / max(1, config.lookups), rpcs_per_lookup=ours,
+        nodes=config.nodes, live=len(live), lookups=config.lookups, found=len(got.records),
+        recall=len(got.records) / max(1, config.lookups), rpcs_per_lookup=ours,
         ideal_rpcs_per_lookup=best, rpc_ratio=ours / best if best else 0.0,
         datagrams=sim.datagrams, table_mean=sum(len(n.table) for n in live) / len(live),
+        fresh=fresh / max(1, len(got.records)),
+        copies_mean=got.copies / max(1, config.lookups), repaired=got.repaired,
+        latency_p50_ms=_percentile(got.latencies, 0.5) * 1000,
+        latency_p95_ms=_percentile(got.latencies, 0.95) * 1000,
         seconds={k: round(v, 1) for k, v in seconds.items()},
     )  # fmt: skip
 
 
-def _publish(sim: Simulator, config: SimConfig) -> list[bytes]:
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _publish(sim: Simulator, config: SimConfig) -> list[int]:
     publishers = sim.rng.sample(range(len(sim.nodes)), min(config.records, len(sim.nodes)))
+    _put_peer_records(sim, publishers)
+    return publishers
+
+
+def _put_peer_records(sim: Simulator, publishers: Sequence[int]) -> None:
     for index in publishers:
         node = sim.nodes[index]
         _, out = node.publish(PEER, peer_fields(node.config.addresses), sim.now)
         sim._handle(index, out)
         sim.run_until(sim.now + 0.02)
     sim.run_until(sim.now + 15)
-    return [peer_key(sim.nodes[i].key) for i in publishers]
+
+
+def _republish(sim: Simulator, config: SimConfig, publishers: list[int]) -> None:
+    # A newer record (higher seq) from some live publishers, stored on the k closest nodes
+    # of today: the nodes that held the old one and are no longer among them keep it, stale.
+    live = [i for i in publishers if sim.alive[i]]
+    _put_peer_records(sim, sim.rng.sample(live, int(config.republish * len(live))))
 
 
 def _churn(sim: Simulator, config: SimConfig) -> None:
@@ -254,17 +293,33 @@ def _churn(sim: Simulator, config: SimConfig) -> None:
     sim.run_until(sim.now + 30)
 
 
-def _lookups(sim: Simulator, config: SimConfig, keys: list[bytes]) -> tuple[int, int, int]:
+@dataclass(slots=True)
+class _Gets:
+    records: list[Record]  # what our lookups found (the ideal ones only count RPCs)
+    rpcs: int
+    ideal_rpcs: int
+    copies: int
+    repaired: int
+    latencies: list[float]
+
+
+def _lookups(sim: Simulator, config: SimConfig, keys: list[bytes]) -> _Gets:
     live = [i for i in range(len(sim.nodes)) if sim.alive[i]]
     asks = [(sim.rng.choice(live), sim.rng.choice(keys)) for _ in range(config.lookups)]
-    totals = []
+    phases = []
     for ideal in (False, True):
         started = [sim.start_get(origin, key, ideal) for origin, key in asks]
         sim.run_until(sim.now + sim.nodes[0].config.lookup_deadline_s + 2)
-        done = [sim.results.pop(s, None) for s in started]
-        found = sum(1 for d in done if d is not None and d.result.record is not None)
-        totals.append((found, sum(d.result.rpcs for d in done if d is not None)))
-    return totals[0][0], totals[0][1], totals[1][1]
+        phases.append([(s, sim.results.pop(s, None)) for s in started])
+    ours = [(s, d.result) for s, d in phases[0] if d is not None]
+    return _Gets(
+        records=[parse_record(r.record) for _, r in ours if r.record is not None],
+        rpcs=sum(r.rpcs for _, r in ours),
+        ideal_rpcs=sum(d.result.rpcs for _, d in phases[1] if d is not None),
+        copies=sum(r.copies for _, r in ours),
+        repaired=sum(r.repaired for _, r in ours),
+        latencies=[sim.ended[s] - sim.started[s] for s, _ in ours],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,10 +332,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vpn-size", type=int, default=0)
     parser.add_argument("--records", type=int, default=200)
     parser.add_argument("--lookups", type=int, default=300)
+    parser.add_argument(
+        "--republish", type=float, default=0.0,
+        help="share of the records published again, with a higher seq, after the churn",
+    )  # fmt: skip
+    parser.add_argument(
+        "--collect-span", type=float, default=1.0,
+        help="x the first copy's round trip a get waits for more copies (0: first copy wins)",
+    )  # fmt: skip
+    parser.add_argument("--quorum", type=int, default=2, help="agreeing copies that end a get")
     args = parser.parse_args(argv)
     config = SimConfig(
         nodes=args.nodes, churn=args.churn, seed=args.seed, loss=args.loss,
         vpn_size=args.vpn_size, records=args.records, lookups=args.lookups,
+        republish=args.republish, collect_span=args.collect_span, quorum=args.quorum,
     )  # fmt: skip
     report = run(config)
     sys.stdout.write(json.dumps(asdict(report)) + "\n")

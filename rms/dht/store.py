@@ -68,6 +68,13 @@ class RecordStore:
         found = [h.record for h in self._held.get(key, {}).values() if h.record.expires > now]
         return sorted(found, key=lambda r: -r.seq)
 
+    def refresh(self, record: Record, now: float, max_ttl: float) -> bool:
+        """Replace the copy we hold of `record`'s key and publisher if it is older."""
+        held = self._held.get(record.key, {}).get(record.publisher)
+        if held is None or not now < record.expires <= now + max_ttl:
+            return False
+        return self._replace(held, record) is StoreOutcome.STORED
+
     def records(self) -> list[Record]:
         """Every record held (for republishing)."""
         return [h.record for per_key in self._held.values() for h in per_key.values()]

@@ -42,7 +42,9 @@ class Address:
 class Contact:
     """A node we know: its key, its addresses and how we reach it.
 
-    `route` lists the relays to go through, first hop first; empty means direct.
+    `route` lists the relays to go through, first hop first; empty means direct. `origin`
+    is the network it counts against for the per-origin limits (`rms.dht.routing.Origins`),
+    set when a round trip proves it.
     """
 
     key: bytes
@@ -52,6 +54,7 @@ class Contact:
     first_seen: float = 0.0
     last_seen: float = 0.0
     failures: int = 0
+    origin: str = ""
 
     def wire(self) -> dict[str, object]:
         """The `dht.*` contact map."""
@@ -69,19 +72,24 @@ class DhtConfig:
     paths: int = 2  # disjoint lookup paths d (S/Kademlia section 4.4)
     near_span: float = 2.0  # x our k-th neighbour's distance: "near" a key; 0: always alpha
     request_timeout_s: float = 1.0
+    # A value lookup that got a copy waits for the requests already in flight, until `quorum`
+    # copies agree on the newest seq or for at most `collect_span` x that copy's round trip;
+    # then it returns the newest copy. collect_span 0 or quorum 1: the first copy wins.
+    collect_span: float = 1.0
+    quorum: int = 2
     lookup_deadline_s: float = 10.0
     max_failures: int = 3  # consecutive failed RPCs before a contact is evicted
     replacement_cache: int = 10  # per bucket
-    per_subnet: int = 2  # contacts of one /24 or /48 per bucket
+    per_subnet: int = 2  # contacts of one origin (network) per bucket
     refresh_s: float = 3600.0  # idle buckets are refreshed (Kademlia section 2.3)
     join_refresh_below: int = 1  # on join, refresh the far buckets holding fewer contacts
     max_datagram: int = 1280  # IPv6 minimum MTU: datagrams travel inside WireGuard
     amplification: int = 3  # reply <= 3 x request until the asker's address is proven
     max_records: int = 4096  # global store limit
     per_publisher: int = 8  # records per publisher key
-    per_source: int = 64  # records stored per source subnet
+    per_source: int = 64  # records stored per source origin
     per_key: int = 32  # records under one multi-publisher key (providers, VPN records)
-    request_rate: float = 50.0  # requests per second per source subnet
+    request_rate: float = 50.0  # requests per second per source origin
     request_burst: float = 100.0
     relay_rate: float = 10.0  # relayed requests per second per origin
     max_pending: int = 1024  # outstanding requests of ours
@@ -118,6 +126,8 @@ class LookupResult:
     closest: tuple[bytes, ...] = ()  # keys of the closest nodes that answered
     stored: int = 0  # puts: how many nodes accepted the record
     rpcs: int = 0  # requests sent for this operation
+    copies: int = 0  # value lookups: valid copies of the record the asked nodes returned
+    repaired: int = 0  # value lookups: nodes that returned an older copy, sent the newest
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rms.dht.sim import SimConfig, run
 
 
@@ -25,3 +27,19 @@ def test_records_cross_vpns_through_the_nodes_in_several() -> None:
     # VPNs of 8; every node in 2 of them: most lookups target a node we share no VPN with.
     report = run(SimConfig(nodes=100, churn=0.0, seed=3, vpn_size=8, records=30, lookups=60))
     assert report.recall >= 0.9, report
+
+
+def test_gets_return_the_newest_copy_and_repair_stale_replicas_at_no_rpc_cost() -> None:
+    # Every record is published again after the churn: the nodes that held it and are no
+    # longer among its k closest keep the old one, which a get may meet first.
+    base = SimConfig(nodes=100, churn=0.2, seed=2, records=30, lookups=80, republish=1.0)
+    first_copy = run(replace(base, collect_span=0.0))
+    collected = run(base)
+    assert collected.recall >= 0.99 and first_copy.recall >= 0.99, (collected, first_copy)
+    assert collected.fresh >= first_copy.fresh, (collected, first_copy)
+    assert collected.copies_mean > 1.5 and collected.repaired > 0, collected
+    assert first_copy.copies_mean == 1.0 and first_copy.repaired == 0, first_copy
+    assert abs(collected.rpcs_per_lookup - first_copy.rpcs_per_lookup) <= 0.05, (
+        collected,
+        first_copy,
+    )

@@ -82,6 +82,7 @@ ADAPTERS = [
     "rms/dht/control.py",
     "rms/dht/sim.py",  # the simulator: times its phases, prints a report
     "rms/dht/swarm.py",  # many real nodes on loopback sockets: tests and bench/dht.py
+    "rms/dht/seqfile.py",  # the last record seq per key, in the state directory
     "rms/admission/server.py",
     "rms/admission/client.py",
     *(f"rms/entitlement/{m}.py" for m in ("state", "service", "control")),
