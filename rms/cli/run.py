@@ -96,10 +96,14 @@ def open_dht(identity: NodeIdentity, daemon: Daemon, vpns: VpnManager) -> DhtSer
         for m in vpns.memberships.values():
             if m.ledger.current is not None:  # a roster is held (always, once started)
                 others = tuple(k.node_key for k in m.roster.members if k.node_key != me)
-                found.append(VpnView(m.vpn_id, str(m.address.ip), others))
+                # The network each member's guardian-signed roster entry lists: its origin
+                # for the DHT's per-origin limits (docs/dht.md, "Origins").
+                networks = {k.node_key: k.network for k in m.roster.members if k.node_key != me}
+                found.append(VpnView(m.vpn_id, str(m.address.ip), others, networks))
         return found
 
-    service = DhtService(identity, views, policy=daemon.policy)
+    state_dir = daemon.config.node.state_dir  # the last record seq per key survives restarts
+    service = DhtService(identity, views, policy=daemon.policy, state_dir=state_dir)
     daemon.board.add_section("dht", service.status)
     daemon.board.add_check("dht", service.health)
     daemon.add_service("dht", service.run)
