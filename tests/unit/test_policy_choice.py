@@ -14,6 +14,7 @@ import pytest
 from rms import policydoc
 from rms.cli.main import main
 from rms.cli.run import run_daemon
+from rms.cli.status import render_entitlement
 from rms.config import Config, NodeSection, PolicySection, VpnSection
 from rms.daemon import Daemon
 from rms.dht.service import DhtService
@@ -287,3 +288,20 @@ def test_rms_run_hands_the_daemon_policy_to_every_service(
     expected = Policy(vpn_target=3, gossip_max_hops=9)
     assert seen == {"vpn": expected, "gossip": expected, "dht": expected}
     assert daemons[0].policy == expected
+
+
+def test_rms_status_names_the_policy_in_force_and_the_measured_room() -> None:
+    signers = sorted(k.public_key.hex() for k in KEYS[:2])
+    section = {
+        "contribution": {"storage_bytes": 20 * 2**30, "capacity_bytes": 2**31, "leased_bytes": 0},
+        "entitlement": {"storage_bytes": 2**30, "cpu_millicores": 0},
+        "policy": {"version": 7, "signers": signers},
+    }
+    lines = render_entitlement(section)
+    assert "  measured      2.0 GiB room, 0 B leased (Volume Provider)" in lines
+    assert lines[-1] == (
+        f"  policy        signed document, version 7, signed by {signers[0][:16]}…, "
+        f"{signers[1][:16]}…"
+    )
+    section["policy"] = {"version": None, "signers": []}
+    assert render_entitlement(section)[-1] == "  policy        built-in defaults"
