@@ -102,7 +102,7 @@ def parse_want(body: bytes) -> WantRequest:
         raise WantError(f"body over {MAX_BODY_BYTES} bytes")
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WantError('body is not JSON; send {"vpns": N}') from None
     if not isinstance(value, dict) or not {"vpns"} <= set(value) <= {"vpns", "toward"}:
         raise WantError('body must be {"vpns": N} with an optional "toward" list')

@@ -8,19 +8,16 @@ import asyncio
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from rms.config import Config, DiscoverySection, VpnSection
-from rms.control.peer import AccessPolicy
-from rms.control.server import ControlServer, create_app
 from rms.identity import NodeIdentity
-from rms.status import NodeState, StatusBoard
 from rms.vpn.manager import VpnManager
-from tests.integration.test_control_access import ADMIN_GID, NOBODY
+from tests.integration.control_support import ADMIN_GID, open_control
+from tests.integration.test_control_access import NOBODY
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
@@ -40,24 +37,10 @@ print(s.makefile("rb").readline().decode().split(" ")[1])
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Path, VpnManager]]:
-    base = Path(tempfile.mkdtemp(prefix="tc-want-"))
-    base.chmod(0o755)
     config = Config(vpn=VpnSection(public_ips=("198.18.0.11",)), discovery=DiscoverySection())
     manager = VpnManager(config, NodeIdentity.from_seed(bytes([3]) * 32))
-    board = StatusBoard("cd" * 32, "0", os.getpid(), "now")
-    board.set_state(NodeState.RUNNING)
-    app = create_app(board, AccessPolicy(ADMIN_GID), lambda: 1.0)
-    app.add_routes(manager.routes())
-    path = base / "run" / "control.sock"
-    server = ControlServer(app, path, None)
-    await server.start()
-    path.parent.chmod(0o755)
-    path.chmod(0o666)  # the file mode lets anyone connect: the peer check must refuse
-    try:
+    async with open_control(manager.routes(), "tc-want-") as path:
         yield path, manager
-    finally:
-        await server.close()
-        shutil.rmtree(base)
 
 
 async def post_as(path: Path, *setpriv_args: str) -> str:

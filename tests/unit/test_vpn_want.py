@@ -80,6 +80,8 @@ def test_a_count_outside_the_policy_is_refused_and_nothing_changes(count: int) -
         b'{"vpn": 3}',
         b'{"vpns": 3, "and": 1}',
         b'{"vpns": ' + b"9" * 4000 + b"}",
+        b"[" * 1500 + b"]" * 1500,
+        b'{"vpns": 3, "toward": ' + b"[" * 790 + b"]" * 790 + b"}",
         json.dumps({"vpns": 3, "toward": ["x" * MAX_BODY_BYTES]}).encode(),
     ],
 )
