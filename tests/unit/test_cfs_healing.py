@@ -211,28 +211,28 @@ def test_a_failed_detach_is_retried_after_the_back_off() -> None:
     assert h.pool_status(dead, NOW + 1 + h.policy.retry_s) == [Detach(1, device(9))]
 
 
+def completed_then_lost(h: Healer) -> None:
+    """zfs completed slot 1's replace onto device 9, which is now UNAVAIL."""
+    after = all_online()
+    del after[device(1)]
+    after[device(9)] = "UNAVAIL"
+    release, reattach = h.pool_status(status(after, scan=DONE), NOW + 1)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
+    assert isinstance(reattach, Reattach) and reattach.lease.lease_id == "lease-9"
+
+
 def test_a_detach_refused_because_zfs_completed_the_replace_meanwhile() -> None:
     h = healer()
     resilvering(h)
     h.pool_status(status(with_states(d1="UNAVAIL") | {device(9): "UNAVAIL"}), NOW)
     h.failed(1, "detach", "only applicable to mirror and replacing vdevs", NOW)
-    after = all_online()
-    del after[device(1)]
-    after[device(9)] = "UNAVAIL"
-    release, reattach = h.pool_status(status(after, scan=DONE), NOW + 1)
-    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
-    assert isinstance(reattach, Reattach) and reattach.lease.lease_id == "lease-9"
+    completed_then_lost(h)
 
 
 def test_a_replacement_dying_after_zfs_completed_the_replace_is_an_ordinary_loss() -> None:
     h = healer()
     resilvering(h)
-    after = all_online()
-    del after[device(1)]
-    after[device(9)] = "UNAVAIL"
-    release, reattach = h.pool_status(status(after, scan=DONE), NOW + 1)
-    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
-    assert isinstance(reattach, Reattach) and reattach.lease.lease_id == "lease-9"
+    completed_then_lost(h)
     assert h.slots[1].device == device(9) and h.slots[1].state is SlotState.REATTACHING
 
 
