@@ -153,6 +153,14 @@ class Healer:
             self._note(now, f"slot {slot}: provider back, volume reattached")
             return [Online(slot, device)]
         if s.state is SlotState.ATTACHING and s.new_lease and lease_id == s.new_lease.lease_id:
+            if not self._may_replace():
+                # more were lost while this one was obtained: RAIDZ3 cannot rebuild onto
+                # it now; give it back and wait for volumes to return (or for a resilver)
+                new, s.new_lease, s.new_device = s.new_lease, None, ""
+                self._forget(new.lease_id)
+                s.state, s.retry_at = SlotState.WAITING, now + self._back_off(s)
+                self._note(now, f"slot {slot}: more than {PARITY} lost, replacement held back")
+                return [Release(new, "more than 3 lost")]
             s.new_device, s.state = device, SlotState.REPLACING
             self._note(now, f"slot {slot}: replacing {s.device} by {device}")
             return [Replace(slot, s.device, device)]

@@ -298,3 +298,17 @@ def test_failed_renewals_back_off_up_to_max_retry() -> None:
         now = due
     assert gaps == [2, 4, 8, 8, 8]
     assert sum("renewal failed" in line for line in h.history) == 8  # once per lease
+
+
+def test_a_replacement_attached_after_a_4th_loss_is_given_back_not_used() -> None:
+    h = healer()
+    h.pool_status(status(with_states(d1="UNAVAIL")), NOW)
+    (obtain,) = h.failed(1, "reattach", "gone", NOW)
+    assert isinstance(obtain, Obtain)
+    h.obtained(1, lease(9), NOW)
+    lost = with_states(d1="UNAVAIL", d2="UNAVAIL", d3="UNAVAIL", d4="UNAVAIL")
+    h.pool_status(status(lost), NOW + 1)  # three more lost while it was being obtained
+    (release,) = h.attached(1, "lease-9", device(9), NOW + 2)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-9"
+    assert state_of(h, 1) is SlotState.WAITING and h.slots[1].new_lease is None
+    assert any("held back" in line for line in h.history)
