@@ -7,7 +7,7 @@ republishes it until the daemon stops.
 
 - `POST /v1/dht/get` with one of `{"key": HEX}`, `{"public_key": HEX}` (a peer record),
   `{"node_id": HEX}` (find the node, then its peer record), `{"providers": "storage"|"cpu"}`,
-  `{"vpn": UUID}`: `found`, `record` or `records`, `rpcs`, `elapsed_ms`.
+  `{"vpn": UUID}`: `found`, `record` or `records`, `rpcs`, `copies`, `repaired`, `elapsed_ms`.
 - `POST /v1/dht/provider` with `{"resource", "amount", "localities": [UUID…]}`: `stored`,
   `key`, `record`.
 - `GET /v1/dht/records`: `records`, this node's own.
@@ -107,6 +107,8 @@ def _answer(result: LookupResult, *, single: bool) -> dict[str, Any]:
         "record": record,
         "records": records,
         "rpcs": result.rpcs,
+        "copies": result.copies,  # valid copies the lookup met; the newest is returned
+        "repaired": result.repaired,  # stale replicas it sent the newest copy to
     }
 
 

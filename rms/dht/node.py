@@ -225,7 +225,9 @@ class DhtNode:
         else:
             origin = "via:" + origin
         oldest = self.table.add(contact, now, origin)
-        self.reach.note_relay(contact)
+        held = self.table.get(contact.node_id)  # the table's own object, if it took it
+        if held is not None:
+            self.reach.note_relay(held)
         if oldest is not None and not self._pinging(oldest):
             self._ping(oldest, now)
 

@@ -87,6 +87,8 @@ class Reach:
 
     def note_relay(self, contact: Contact) -> None:
         """Remember `contact` as our way into its VPNs if its route is the shortest."""
+        if self.table.get(contact.node_id) is None:
+            return  # not in the table (its bucket was full): route_to would never use it
         for address in contact.addresses:
             via = self.relays.get(address.vpn)
             stale = via is None or self.table.get(via.node_id) is None

@@ -176,6 +176,9 @@ def test_many_contacts_proven_through_one_relay_are_one_origin_per_bucket() -> N
         own._prove(pending, NOW)
     via = [c for c in own.table.buckets[0].contacts.values() if c.route]
     assert len(via) == 2 and {c.origin for c in via} == {"via:net:net-a"}
+    # The ones refused are no way into the VPNs they claim: a route needs a table contact.
+    assert len(own.reach.relays) >= 2
+    assert all(own.table.get(c.node_id) is c for c in own.reach.relays.values())
 
 
 # -- stale replicas and rollbacks ------------------------------------------------------------
