@@ -52,6 +52,7 @@ class SlotState(StrEnum):
     OBTAINING = "obtaining"
     ATTACHING = "attaching"
     REPLACING = "replacing"
+    QUEUED = "queued"  # attached, waiting for the running resilver to end before replace
     RESILVERING = "resilvering"
     ABANDONING = "abandoning"  # a replacement died before its resilver ended: zpool detach
 
@@ -96,6 +97,7 @@ class Healer:
         self.scan = ""
         self.resilver_percent: float | None = None
         self.spare = Spare(self.policy.hot_spare)
+        self._resilvering = False  # as of the last status
 
     # -- observations -------------------------------------------------------------------
 
@@ -104,6 +106,7 @@ class Healer:
         self.scan = status.scan.text
         resilvering = status.scan.kind == "resilver" and status.scan.in_progress
         self.resilver_percent = status.scan.percent if resilvering else None
+        self._resilvering = resilvering
         actions: list[Action] = []
         for i, slot in enumerate(self.slots):
             if slot.state is SlotState.ONLINE:
@@ -113,7 +116,21 @@ class Healer:
                     actions += self._lose(i, f"device {state}", now, reattach=True)
             elif slot.state is SlotState.RESILVERING:
                 actions += self._follow_resilver(i, status, resilvering, now)
-        return actions
+        return actions + self._next_replace(now)
+
+    def _next_replace(self, now: float) -> list[Action]:
+        """One `zpool replace` at a time: a replace restarts a running resilver, and doing
+        so made zfs-fuse 0.7 abort in the lab (dsl_pool_scrub_cancel_sync assertion)."""
+        busy = (SlotState.REPLACING, SlotState.RESILVERING, SlotState.ABANDONING)
+        if self._resilvering or any(s.state in busy for s in self.slots):
+            return []
+        i = next((i for i, s in enumerate(self.slots) if s.state is SlotState.QUEUED), None)
+        if i is None:
+            return []
+        s = self.slots[i]
+        s.state = SlotState.REPLACING
+        self._note(now, f"slot {i}: replacing {s.device} by {s.new_device}")
+        return [Replace(i, s.device, s.new_device)]
 
     def device_failed(self, slot: int, why: str, now: float) -> list[Action]:
         """The initiator says the slot's session broke (zpool may not have noticed yet)."""
@@ -161,9 +178,8 @@ class Healer:
                 s.state, s.retry_at = SlotState.WAITING, now + self._back_off(s)
                 self._note(now, f"slot {slot}: more than {PARITY} lost, replacement held back")
                 return [Release(new, "more than 3 lost")]
-            s.new_device, s.state = device, SlotState.REPLACING
-            self._note(now, f"slot {slot}: replacing {s.device} by {device}")
-            return [Replace(slot, s.device, device)]
+            s.new_device, s.state = device, SlotState.QUEUED
+            return self._next_replace(now)
         return []
 
     def replaced(self, slot: int, now: float) -> list[Action]:
@@ -263,16 +279,18 @@ class Healer:
                 actions.append(Renew(lease))
         return actions
 
-    def next_timer(self) -> float | None:
-        """When handle_timer next has something to do."""
+    def next_timer(self, now: float | None = None) -> float | None:
+        """When handle_timer next has something to do (never a time it would let pass
+        without acting, such as the renewal of a lease expired by `now`: the service would
+        wake up again at once)."""
         times = [s.retry_at for s in self.slots if s.state is SlotState.WAITING]
-        if self.spare.wanted and self.spare.state is SpareState.NONE:
+        if self.spare.wanted and self.spare.state is SpareState.NONE and self.lost() == 0:
             times.append(self.spare.retry_at)
         times += [s.lease.expires_at for s in self.slots if s.state is SlotState.ONLINE]
         times += [
             self._renew_at.get(le.lease_id, self._due(le))
             for le in self._leases()
-            if le.lease_id not in self._renewing
+            if le.lease_id not in self._renewing and (now is None or le.expires_at > now)
         ]
         return min(times, default=None)
 
@@ -340,9 +358,9 @@ class Healer:
         )
         if taken is not None:
             s.new_lease, s.new_device = taken
-            s.state = SlotState.REPLACING
+            s.state = SlotState.QUEUED
             self._note(now, f"slot {slot}: the hot spare {_short(taken[0])} steps in")
-            return [Replace(slot, s.device, s.new_device)]
+            return self._next_replace(now)
         s.state = SlotState.OBTAINING
         return [Obtain(slot, self.keep(slot), tuple(sorted(s.avoid)))]
 

@@ -46,6 +46,7 @@ PROBE_EVERY = 5  # steps between block reads of every volume (10 s at the defaul
 # The last bound on one action (a replace is offline 20 s + clear 60 s + replace 60 s +
 # status 20 s at most): whatever hangs below it, the healing loop goes on.
 ACTION_TIMEOUT_S = 240.0
+MIN_WAIT_S = 0.5  # the watch loop never spins (a lab run logged 858 failed steps in seconds)
 ESCALATE_AFTER = 3  # zpool commands cut in a row before the stall is logged as an error
 log = structlog.get_logger("cfs")
 
@@ -363,8 +364,10 @@ class Cfs:
             await _wait(stop, self.policy.poll_s)
 
     def _next_wait(self) -> float:
-        due, poll = self._healer().next_timer(), self.policy.poll_s
-        return poll if due is None else max(0.0, min(poll, due - self.clock()))
+        due, poll = self._healer().next_timer(self.clock()), self.policy.poll_s
+        if due is None or self.problem:
+            return poll  # zpool did not answer: do not spin on a daemon that is gone
+        return max(MIN_WAIT_S, min(poll, due - self.clock()))
 
     async def _publish(self, stop: asyncio.Event, publish: Publish, every_s: float) -> None:
         while not stop.is_set():

@@ -260,26 +260,30 @@ def test_an_old_device_left_after_the_resilver_is_detached_then_the_slot_complet
 
 
 def test_losses_one_after_another_while_an_earlier_one_resilvers() -> None:
-    """The 2nd and 3rd loss come during the 1st one's resilver: each is replaced in turn,
-    each on its own provider, and the 4th loss (a replacement) is one of 3 lost again."""
+    """The 2nd and 3rd loss come during the 1st one's resilver: each replacement is obtained
+    and attached at once but replaced only after the running resilver ended (a replace
+    restarts it, which made zfs-fuse abort in the lab), one at a time, in order."""
     h = healer()
     resilvering(h, slot=1, new=9)
-    (reattach,) = h.pool_status(
-        status(with_states(d1="UNAVAIL", d2="UNAVAIL") | {device(9): "ONLINE"}, scan=RUNNING),
-        NOW,
-    )
-    assert isinstance(reattach, Reattach) and reattach.slot == 2
-    (obtain,) = h.failed(2, "reattach", "gone", NOW)
-    assert isinstance(obtain, Obtain) and candidate(9) in obtain.keep
-    h.obtained(2, lease(10), NOW)
-    (replace,) = h.attached(2, "lease-10", device(10), NOW)
+    lost = with_states(d1="UNAVAIL", d2="UNAVAIL", d3="UNAVAIL") | {device(9): "ONLINE"}
+    reattaches = h.pool_status(status(lost, scan=RUNNING), NOW)
+    assert sorted(a.slot for a in reattaches if isinstance(a, Reattach)) == [2, 3]
+    for slot, new in ((2, 10), (3, 11)):
+        (obtain,) = h.failed(slot, "reattach", "gone", NOW)
+        assert isinstance(obtain, Obtain) and candidate(9) in obtain.keep
+        h.obtained(slot, lease(new), NOW)
+        assert h.attached(slot, f"lease-{new}", device(new), NOW) == []  # queued
+        assert state_of(h, slot) is SlotState.QUEUED
+    both = lost | {device(10): "ONLINE", device(11): "ONLINE"}
+    assert h.pool_status(status(both, scan=RUNNING), NOW + 1) == []  # still resilvering
+    done = dict(both)
+    del done[device(1)]
+    release, replace = h.pool_status(status(done, scan=DONE), NOW + 2)
+    assert isinstance(release, Release) and release.lease.lease_id == "lease-1"
     assert replace == Replace(2, device(2), device(10))
-    h.replaced(2, NOW)
-    states = with_states(d1="UNAVAIL", d2="UNAVAIL", d3="UNAVAIL")
-    states |= {device(9): "UNAVAIL", device(10): "ONLINE"}
-    actions = h.pool_status(status(states, scan=RUNNING), NOW + 1)
-    assert Detach(1, device(9)) in actions and any(isinstance(a, Reattach) for a in actions)
-    assert h.lost() == 3
+    h.replaced(2, NOW + 3)
+    assert h.pool_status(status(done, scan=RUNNING), NOW + 4) == []  # slot 3 still waits
+    assert state_of(h, 3) is SlotState.QUEUED and h.lost() == 2
 
 
 def test_failed_renewals_back_off_up_to_max_retry() -> None:
@@ -312,3 +316,16 @@ def test_a_replacement_attached_after_a_4th_loss_is_given_back_not_used() -> Non
     assert isinstance(release, Release) and release.lease.lease_id == "lease-9"
     assert state_of(h, 1) is SlotState.WAITING and h.slots[1].new_lease is None
     assert any("held back" in line for line in h.history)
+
+
+def test_no_timer_is_due_that_handle_timer_would_not_act_on() -> None:
+    """A lab run spun its step loop: an expired lease's renewal stayed due for ever."""
+    h = Healer([(lease(n, 1000.0), device(n)) for n in range(8)], Policy(hot_spare=True))
+    resilvering(h)  # slot 1 not online: no spare is asked for meanwhile
+    h.slots[1].lease = lease(1, expires_at=500.0)  # the dead provider's lease lapsed
+    now = 600.0
+    actions = h.handle_timer(now)
+    assert not any(isinstance(a, Renew) and a.lease.lease_id == "lease-1" for a in actions)
+    assert not any(isinstance(a, Obtain) for a in actions)
+    due = h.next_timer(now)
+    assert due is not None and (due > now or h.handle_timer(now) != [])

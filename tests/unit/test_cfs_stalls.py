@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from cfs import service
 from cfs.healing import SlotState
 from cfs.service import Cfs
-from cfs.zfs.status import PoolStatus, ZfsTimeout
+from cfs.zfs.status import PoolStatus, ZfsError, ZfsTimeout
 from tests.unit.test_cfs_service import FakePool, FakeSource, make
 
 
@@ -125,3 +125,19 @@ async def test_leases_are_renewed_while_a_step_waits_on_a_long_replace() -> None
     go_on.set()
     stop.set()
     await asyncio.wait_for(running, 5)
+
+
+async def test_the_watch_loop_never_spins() -> None:
+    cfs, _, _, pool, _ = make()
+    await cfs.build()
+
+    async def gone(name: str) -> PoolStatus:
+        raise ZfsError("zpool status failed: connect: Connection refused")
+
+    pool.status = gone  # type: ignore[method-assign]
+    await cfs.step()
+    assert cfs._next_wait() == cfs.policy.poll_s  # the daemon is gone: wait a whole poll
+    pool.status = FakePool.status.__get__(pool)  # type: ignore[method-assign]
+    await cfs.step()
+    cfs.clock = lambda: 9_999.0  # every lease about to lapse, renewals in flight or not
+    assert cfs._next_wait() >= service.MIN_WAIT_S
