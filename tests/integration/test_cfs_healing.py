@@ -252,7 +252,8 @@ async def test_losses_one_after_another_while_resilvering_heal_without_hanging(
 
 def busy(cfs: Cfs, slot: int) -> bool:
     assert cfs.healer is not None
-    return cfs.healer.slots[slot].state in (SlotState.REPLACING, SlotState.RESILVERING)
+    busy_states = (SlotState.QUEUED, SlotState.REPLACING, SlotState.RESILVERING)
+    return cfs.healer.slots[slot].state in busy_states
 
 
 def healed(cfs: Cfs) -> bool:
