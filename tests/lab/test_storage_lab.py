@@ -10,8 +10,12 @@ pool; the three run in order on one lab.
    management VPNs with at least 8 + 3 providers: its CFS asks its RMS for more VPNs
    until it does (docs/cfs.md, "Reach").
 2. The issue's first acceptance point: 200 MB with checksums, 3 providers cut while
-   reading, healing onto 3 replacements with nobody's help (on request only: OPT_IN).
-3. 4 providers cut at once: the pool suspends, then resumes (on request only).
+   reading, healing onto 3 replacements with nobody's help (on request: OPT_IN says why).
+3. 4 providers cut at once (links only): reads fail or are right, never wrong; the CFS
+   counts 4 lost; when they come back the pool is healthy again, every checksum right
+   (on request, after 2).
+
+The first takes 1.5-2 minutes here, the three about 12 (docs/cfs.md, "In the lab").
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ pytestmark = [
         reason="needs tgt, zfs-fuse, wireguard-go and iproute2",
     ),
 ]
+
+
 OPT_IN = pytest.mark.skipif(
     os.environ.get("RMS_LAB_ACCEPTANCE") != "1",
     reason=(
-        "opt-in (RMS_LAB_ACCEPTANCE=1): not yet passing in the lab. With 12 of 13 "
-        "providers in reach, 200 MB written and read back right through 3 cuts, the CFS "
-        "replaced the first loss; while that replacement resilvered, the second loss's "
-        "`zpool offline` hung 20 s and the `zpool replace` after it aborted zfs-fuse "
-        "(assertion in dsl_pool_scrub_cancel_sync), so the pool was gone; the 4-at-once "
-        "part is unreached; see docs/cfs.md"
+        "opt-in (RMS_LAB_ACCEPTANCE=1): passed once of two runs here. In the other, one "
+        "slot's `zpool replace` was cut at its 60 s bound and its new lease released, "
+        "then zfs-fuse carried the replace out late onto the released device (replacing-1, "
+        "UNAVAIL), and each later replace of that slot failed with 'cannot replace a "
+        "replacing device' until every spare was avoided; see docs/cfs.md"
     ),
 )
 
@@ -167,7 +172,7 @@ def restore(name: str, node: str) -> None:
     subprocess.run(["ip", "-n", f"{name}-{node}", "link", "set", "eth0", "up"], check=True)
 
 
-@pytest.mark.timeout(900)  # lab up ~1 min, pool ~2 min, reach ~1 min: 4-6 min in all here
+@pytest.mark.timeout(900)  # lab up, pool and reach: 1.5-2 min here, far longer under load
 def test_cfs_builds_its_pool_and_reaches_enough_providers(storage: Storage) -> None:
     name = storage.name
     up = lab(
@@ -192,7 +197,7 @@ def test_cfs_builds_its_pool_and_reaches_enough_providers(storage: Storage) -> N
 
 
 @OPT_IN
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(1200)  # 200 MB through nested links, 3 cuts, 3 resilvers: ~8 min here
 def test_pool_of_eight_heals_three_losses_alone(storage: Storage) -> None:
     name, pool = storage.name, storage.pool
     if not pool:
@@ -233,7 +238,7 @@ def test_pool_of_eight_heals_three_losses_alone(storage: Storage) -> None:
 
 
 @OPT_IN
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_four_losses_suspend_and_resume(storage: Storage) -> None:
     # Four at once: no replacement can rebuild anything; reads fail (EIO), never lie.
     name, sums, pool = storage.name, storage.sums, storage.healed
