@@ -49,7 +49,7 @@ class DhtNode:
         self.decoder = Decoder(config=DecoderConfig(max_datagram=config.max_datagram))
         self.table = RoutingTable(
             self.node_id, config.k, config.replacement_cache, config.per_subnet,
-            config.max_failures,
+            config.max_failures, per_relay=config.per_relay,
         )  # fmt: skip
         self.store = RecordStore(
             self.node_id, config.max_records, config.per_publisher, config.per_source,

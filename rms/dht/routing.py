@@ -109,12 +109,14 @@ class RoutingTable:
     """The contacts of one node, by XOR distance from its id."""
 
     def __init__(
-        self, own_id: bytes, k: int, replacements: int, per_subnet: int, max_failures: int
-    ) -> None:
+        self, own_id: bytes, k: int, replacements: int, per_subnet: int, max_failures: int,
+        *, per_relay: int = 8,
+    ) -> None:  # fmt: skip
         self.own_id = own_id
         self.k = k
         self.replacement_size = replacements
         self.per_subnet = per_subnet
+        self.per_relay = per_relay  # contacts proven through one first relay ("via:" origins)
         self.max_failures = max_failures
         self.buckets = [Bucket() for _ in range(ID_BITS)]
         self.refused_subnet = 0
@@ -220,7 +222,7 @@ class RoutingTable:
         same = sum(
             1 for c in bucket.contacts.values() if c.node_id != skip and contact_subnet(c) == origin
         )
-        return same < self.per_subnet
+        return same < (self.per_relay if origin.startswith("via:") else self.per_subnet)
 
     def _remember_replacement(self, bucket: Bucket, contact: Contact) -> None:
         bucket.replacements[contact.node_id] = contact

@@ -81,6 +81,9 @@ class DhtConfig:
     max_failures: int = 3  # consecutive failed RPCs before a contact is evicted
     replacement_cache: int = 10  # per bucket
     per_subnet: int = 2  # contacts of one origin (network) per bucket
+    # contacts proven through one first relay per bucket: 2 for each VPN it can forward into
+    # (a node is in at most 4); one neighbour, however many keys behind it, gets no more
+    per_relay: int = 8
     refresh_s: float = 3600.0  # idle buckets are refreshed (Kademlia section 2.3)
     join_refresh_below: int = 1  # on join, refresh the far buckets holding fewer contacts
     max_datagram: int = 1280  # IPv6 minimum MTU: datagrams travel inside WireGuard
