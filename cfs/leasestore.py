@@ -1,18 +1,18 @@
 """The CFS's leases on disk, and taking a saved pool back after a restart (adapter).
 
-`LeaseStore` writes the file of cfs/leasefile.py atomically (a temporary file in the same
-directory, mode 0600, fsync, rename, fsync of the directory): a crash leaves the old file
-or the new one, never half of one. `keep_saved` writes it whenever the set of leases or an
-expiry changes (a claim, a renewal, a release). `resume` is what a restarted CFS does with
-it: hold the leases again (the source checks each record), attach every volume, import
-the pool, and hand the slots to a new healer, which renews what is due and heals the rest.
+`LeaseStore` writes the file of cfs/leasefile.py atomically (rms.atomicfile: a temporary
+file in the same directory, mode 0600, fsync, rename, fsync of the directory): a crash
+leaves the old file or the new one, never half of one. `keep_saved` writes it whenever the
+set of leases or an expiry changes (a claim, a renewal, a release). `resume` is what a
+restarted CFS does with it: hold the leases again (the source checks each record), attach
+every volume, import the pool, and hand the slots to a new healer, which renews what is
+due and heals the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from cfs.lease import KeepsLeases, Lease, VolumeError
 from cfs.leasefile import LeaseFileError, SavedPool, SavedSlot, decode, encode
 from cfs.service import Cfs
 from cfs.zfs.status import ZfsError
+from rms.atomicfile import write_atomic
 
 MIN_TO_IMPORT = 5  # RAIDZ3 over 8: the pool comes back with 5 volumes
 log = structlog.get_logger("cfs.leases")
@@ -46,21 +47,8 @@ class LeaseStore:
         return decode(data, self.key)
 
     def save(self, saved: SavedPool) -> None:
-        """Replace the file atomically with saved."""
-        data = encode(saved, self.key)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        _sync_dir(self.path.parent)
+        """Replace the file atomically with saved (mode 0600: it holds secrets)."""
+        write_atomic(self.path, encode(saved, self.key))
 
     def set_aside(self) -> Path:
         """Move an unusable file out of the way (kept for a person to look at)."""
@@ -71,14 +59,6 @@ class LeaseStore:
     def remove(self) -> None:
         """Forget the saved pool."""
         self.path.unlink(missing_ok=True)
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def saved_of(cfs: Cfs, keeper: KeepsLeases) -> SavedPool | None:

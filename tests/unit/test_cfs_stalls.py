@@ -53,7 +53,9 @@ async def test_a_hung_replace_is_retried_and_shown_in_the_status() -> None:
     assert snap["stalled"] == {"command": "zpool replace", "in_a_row": 3}
     assert "zpool replace hit its time bound" in snap["problem"]
     assert calls == 3 and cfs.healer.lost() == 1
-    assert len(src.released) == 3  # each new lease given back; the slot tries another
+    # a cut replace may still land (the lab saw one land on a volume already given back):
+    # each new lease is kept until a status shows its device missing, then given back
+    assert len(src.released) == 2 and cfs.healer.slots[2].new_lease is not None
     assert [e["event"] for e in logs].count("cfs.zfs_stalled") == 1
 
 
