@@ -89,7 +89,9 @@ class DhtConfig:
     max_datagram: int = 1280  # IPv6 minimum MTU: datagrams travel inside WireGuard
     amplification: int = 3  # reply <= 3 x request until the asker's address is proven
     max_records: int = 4096  # global store limit
-    per_publisher: int = 8  # records per publisher key
+    # records per publisher key: a peer record, a provider record, and the audit reports of a
+    # CFS about its 8 providers, their replacements and a spare (docs/accounting.md)
+    per_publisher: int = 24
     per_source: int = 64  # records stored per source origin
     per_key: int = 32  # records under one multi-publisher key (providers, VPN records)
     request_rate: float = 50.0  # requests per second per source origin
