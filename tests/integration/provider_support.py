@@ -339,8 +339,20 @@ async def exchange_in(ns: str, address: IPv6Address, port: int, data: bytes) -> 
         writer.close()
 
 
+LISTEN_WAIT_S = 20.0  # a provider just (re)started logs before its listener is up
+
+
 async def ask(ns: str, data: bytes, port: int) -> bytes:
-    """One framed volume message to the provider, its framed reply."""
-    reply = await exchange_in(ns, P_ADDR, port, encode_frame(data))
+    """One framed volume message to the provider, its framed reply (a refused connection is
+    retried for a while: the listener of a restarted provider comes up after its log line)."""
+    deadline = time.monotonic() + LISTEN_WAIT_S
+    while True:
+        try:
+            reply = await exchange_in(ns, P_ADDR, port, encode_frame(data))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
     assert reply is not None, "the provider closed without a reply"
     return reply
