@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,12 @@ from typing import Any
 import pytest
 
 from rms.config import Config, ContributionSection, NodeSection
-from rms.control.peer import AccessPolicy
-from rms.control.server import ControlServer, create_app
 from rms.entitlement.control import routes
 from rms.entitlement.service import EntitlementService
-from rms.status import NodeState, StatusBoard
+from tests.integration.control_support import ADMIN_GID, open_control
 from volume_provider.rmslink import RmsLink, measured_body
 
 NOBODY = 65534
-ADMIN_GID = 4243  # a group id no account here uses; membership is all that matters
 GIB = 2**30
 ROUTE = "/v1/contribution/measured"
 
@@ -56,29 +52,15 @@ class Node:
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    base = Path(tempfile.mkdtemp(prefix="tc-measured-"))
-    base.chmod(0o755)
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
     config = Config(
-        node=NodeSection(state_dir=base / "state"),
+        node=NodeSection(state_dir=tmp_path / "state"),
         contribution=ContributionSection(storage="20 GiB", cpu=1.0),
     )
-    (base / "state").mkdir()
+    (tmp_path / "state").mkdir()
     service = EntitlementService(config)
-    board = StatusBoard("cd" * 32, "0", os.getpid(), "now")
-    board.set_state(NodeState.RUNNING)
-    app = create_app(board, AccessPolicy(ADMIN_GID), lambda: 1.0)
-    app.add_routes(routes(service))
-    path = base / "run" / "control.sock"
-    server = ControlServer(app, path, None)
-    await server.start()
-    path.parent.chmod(0o755)
-    path.chmod(0o666)  # the file mode lets anyone in: the peer credentials must decide
-    try:
+    async with open_control(routes(service), "tc-measured-") as path:
         yield Node(path, service)
-    finally:
-        await server.close()
-        shutil.rmtree(base)
 
 
 async def post_as(node: Node, body: str, *setpriv_args: str) -> tuple[str, str]:
